@@ -1,0 +1,133 @@
+"""Task metrics, defined once for training reports, export checks, evaluate and benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ISIC_JACCARD_FLOOR = 0.65  # ISIC 2018 Task 1: a per-image Jaccard under this counts as 0
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; two empty masks agree perfectly."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    total = pred.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(pred, truth).sum() / total)
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+def segmentation_metrics(pairs) -> dict:
+    """Per-image means over (predicted, true) boolean mask pairs."""
+    dices, ious = [], []
+    for pred, truth in pairs:
+        dices.append(dice(pred, truth))
+        ious.append(iou(pred, truth))
+    ious_arr = np.asarray(ious)
+    return {
+        "n": len(dices),
+        "dice": float(np.mean(dices)) if dices else float("nan"),
+        "iou": float(ious_arr.mean()) if ious else float("nan"),
+        "thresholded_jaccard": float(np.where(ious_arr < ISIC_JACCARD_FLOOR, 0.0, ious_arr).mean())
+        if ious
+        else float("nan"),
+        "dice_per_image": [round(d, 5) for d in dices],
+    }
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence in equal-width bins (Guo et al. 2017)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def _binary_operating_point(truth: np.ndarray, decision: np.ndarray, score: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    positives, negatives = truth.sum(), (~truth).sum()
+    return {
+        "auc": float(roc_auc_score(truth, score)) if positives and negatives else float("nan"),
+        "sensitivity": float((decision & truth).sum() / positives) if positives else float("nan"),
+        "specificity": float((~decision & ~truth).sum() / negatives) if negatives else float("nan"),
+    }
+
+
+def classification_metrics(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: tuple[str, ...],
+    malignant: frozenset[str] = frozenset(),
+    malignant_threshold: float | None = None,
+) -> dict:
+    """Accuracy, balanced accuracy, macro AUC, per-class figures, melanoma and malignant views.
+
+    The decision is the arg-max class; with `malignant_threshold` the malignant decision is the
+    summed malignant probability at that threshold instead.
+    """
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    labels = np.asarray(labels)
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(labels)
+    k = len(classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=list(range(k)), zero_division=0
+    )
+    aucs = {}
+    for i, name in enumerate(classes):
+        positive = labels == i
+        aucs[name] = (
+            float(roc_auc_score(positive, probabilities[:, i]))
+            if positive.any() and (~positive).any()
+            else float("nan")
+        )
+    present_aucs = [aucs[classes[i]] for i in present if not np.isnan(aucs[classes[i]])]
+    result = {
+        "n": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "macro_auc": float(np.mean(present_aucs)) if present_aucs else float("nan"),
+        "ece": expected_calibration_error(probabilities, labels),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "auc": aucs[name],
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(k))).tolist(),
+    }
+    if "mel" in classes:
+        mel = classes.index("mel")
+        result["melanoma"] = _binary_operating_point(
+            labels == mel, predicted == mel, probabilities[:, mel]
+        )
+    malignant_idx = [i for i, c in enumerate(classes) if c in malignant]
+    if malignant_idx:
+        truth = np.isin(labels, malignant_idx)
+        score = probabilities[:, malignant_idx].sum(axis=1)
+        decision = (
+            score >= malignant_threshold
+            if malignant_threshold is not None
+            else np.isin(predicted, malignant_idx)
+        )
+        result["malignant"] = _binary_operating_point(truth, decision, score)
+    return result

@@ -1,0 +1,97 @@
+"""Plots that people would rather look at than read: curves, confusion matrices, ROC, reliability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: dict[str, list[float]], path: Path, title: str) -> None:
+    """Training curves: loss and every metric, train against validation."""
+    plt = _pyplot()
+    names = [k for k in history if not k.startswith("val_") and k != "lr"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.plot(history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(history[f"val_{name}"], label="val")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix (recall on the diagonal) with the raw counts printed."""
+    plt = _pyplot()
+    counts = np.asarray(matrix)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{rates[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_roc(labels: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...],
+             path: Path, title: str, malignant: frozenset[str] = frozenset()) -> None:
+    """One-vs-rest ROC per class, plus the summed-malignant curve."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    curves = [(name, labels == i, probabilities[:, i]) for i, name in enumerate(classes)]
+    malignant_idx = [i for i, c in enumerate(classes) if c in malignant]
+    if malignant_idx:
+        curves.append(("malignant", np.isin(labels, malignant_idx),
+                       probabilities[:, malignant_idx].sum(axis=1)))
+    for name, truth, score in curves:
+        if truth.any() and (~truth).any():
+            fpr, tpr, _ = roc_curve(truth, score)
+            style = "k--" if name == "malignant" else "-"
+            ax.plot(fpr, tpr, style, label=f"{name} ({roc_auc_score(truth, score):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_dice_histogram(dices: list[float], path: Path, title: str) -> None:
+    """Where the segmenter fails: the distribution of per-image Dice."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(dices, bins=40, range=(0, 1), color="tab:blue")
+    ax.axvline(float(np.mean(dices)), color="k", ls="--", label=f"mean {np.mean(dices):.3f}")
+    ax.set_xlabel("per-image Dice")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

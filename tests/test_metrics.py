@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from dermedge.metrics import classification_metrics, dice, expected_calibration_error, iou, segmentation_metrics
+
+
+def test_dice_and_iou_of_known_masks():
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[:, :5] = True  # 50 px
+    b[:, 3:8] = True  # 50 px, 20 overlap
+    assert dice(a, b) == pytest.approx(0.4)
+    assert iou(a, b) == pytest.approx(20 / 80)
+    assert dice(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+
+
+def test_thresholded_jaccard_zeroes_poor_images():
+    good = np.ones((4, 4), bool)
+    poor = np.zeros((4, 4), bool)
+    poor[0, 0] = True
+    m = segmentation_metrics([(good, good), (poor, good)])
+    assert m["iou"] == pytest.approx((1 + 1 / 16) / 2)
+    assert m["thresholded_jaccard"] == pytest.approx(0.5)
+
+
+def test_classification_metrics_match_definitions():
+    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    labels = np.array([4, 4, 5, 5, 5, 0])
+    probs = np.full((6, 7), 0.01)
+    for i, p in enumerate([4, 5, 5, 5, 4, 1]):
+        probs[i, p] = 0.94
+    m = classification_metrics(labels, probs, classes, frozenset({"mel", "bcc", "akiec"}))
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    # recall: mel 1/2, nv 2/3, akiec 0
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3 + 0) / 3)
+    assert m["melanoma"]["sensitivity"] == pytest.approx(0.5)
+    assert m["melanoma"]["specificity"] == pytest.approx(3 / 4)
+    # malignant: truth [1,1,0,0,0,1], predicted malignant [1,0,0,0,1,1]
+    assert m["malignant"]["sensitivity"] == pytest.approx(2 / 3)
+    assert m["malignant"]["specificity"] == pytest.approx(2 / 3)
+    assert m["per_class"]["nv"]["support"] == 3
+
+
+def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
+    labels = np.array([0, 1] * 50)
+    sure_and_right = np.eye(2)[labels]
+    assert expected_calibration_error(sure_and_right, labels) == pytest.approx(0.0)
+    sure_and_wrong = np.eye(2)[1 - labels]
+    assert expected_calibration_error(sure_and_wrong, labels) == pytest.approx(1.0)

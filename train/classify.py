@@ -1,0 +1,237 @@
+"""`dermedge train classify`: MobileNetV2 on mask-guided lesion crops, in two phases (head, then
+the whole network), with the class-imbalance strategy chosen by measurement on validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dermedge.datasets import read_dataset
+from dermedge.errors import DermedgeError
+from dermedge.metrics import classification_metrics
+from dermedge.splits import split_dataset, write_split_csv
+from edge_runtime.labels import MALIGNANT_CLASSES
+from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
+from train.data import ArrayData, classification_dataset, load_crop_arrays
+from train.run import save_history, start_run, write_json
+from train.tf_env import distribution_strategy, tensorflow
+
+IMBALANCE_STRATEGIES = ("class-weights", "focal", "balanced-sampling", "none")
+
+
+@dataclass
+class ClassifyConfig:
+    images: str
+    labels: str | None = None
+    masks: str | None = None
+    out: str = "runs/classify"
+    backbone_weights: str | None = None
+    input_size: int = 224
+    alpha: float = 0.35
+    crop_margin: float = DEFAULT_CROP_MARGIN
+    imbalance: str = "auto"
+    head_epochs: int = 3
+    epochs: int = 30
+    batch_size: int = 32
+    head_learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
+    patience: int = 8
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    strategy: str = "default"
+    logical_cpus: int = 0
+    limit: int = 0
+    verbose: int = 2
+
+
+def inverse_frequency_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:
+    """sklearn's 'balanced' weights: n / (k * count), so every class carries the same total."""
+    counts = np.bincount(targets, minlength=num_classes).astype(float)
+    present = counts > 0
+    weights = np.where(present, len(targets) / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def balanced_indices(targets: np.ndarray, length: int, seed: int) -> np.ndarray:
+    """Indices drawn with replacement so every class is sampled equally often."""
+    counts = np.bincount(targets)
+    p = 1.0 / counts[targets]
+    return np.random.default_rng(seed).choice(len(targets), size=length, p=p / p.sum())
+
+
+def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int):
+    if strategy == "focal":
+        return tf.keras.losses.CategoricalFocalCrossentropy(gamma=2.0), None
+    weights = inverse_frequency_weights(targets, num_classes) if strategy == "class-weights" else None
+    return tf.keras.losses.CategoricalCrossentropy(), weights
+
+
+class ValidationScores:
+    """Keras callback factory: balanced accuracy and macro AUC on validation after every epoch,
+    written into the logs so EarlyStopping and the history can use them."""
+
+    @staticmethod
+    def create(tf, images: np.ndarray, targets: np.ndarray, classes: tuple[str, ...]):
+        class _Callback(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                probs = self.model.predict(images.astype(np.float32), batch_size=64, verbose=0)
+                scores = classification_metrics(targets, probs, classes)
+                logs["val_balanced_accuracy"] = scores["balanced_accuracy"]
+                logs["val_macro_auc"] = scores["macro_auc"]
+                print(f"  val balanced_accuracy {scores['balanced_accuracy']:.4f}  "
+                      f"macro_auc {scores['macro_auc']:.4f}", flush=True)
+
+        return _Callback()
+
+
+def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
+                                 classes: tuple[str, ...], seed: int) -> dict:
+    """Measure each imbalance strategy cheaply: a softmax head on frozen ImageNet features.
+
+    Fine-tuning the whole network once per strategy would cost hours on a CPU; the head phase
+    ranks the strategies on the same features in seconds, and the winner is then fine-tuned.
+    """
+    backbone = model.get_layer("backbone")
+    extractor = tf.keras.Model(model.input, model.get_layer("pool").output)
+    del backbone
+    train_features = extractor.predict(train.images.astype(np.float32), batch_size=64, verbose=0)
+    val_features = extractor.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
+    k = len(classes)
+    results = {}
+    for strategy in IMBALANCE_STRATEGIES:
+        tf.keras.utils.set_random_seed(seed)
+        head = tf.keras.Sequential([
+            tf.keras.layers.Input((train_features.shape[1],)),
+            tf.keras.layers.Dropout(0.2),
+            tf.keras.layers.Dense(k, activation="softmax"),
+        ])
+        loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k)
+        head.compile(tf.keras.optimizers.Adam(1e-3), loss)
+        x, y = train_features, train.targets
+        if strategy == "balanced-sampling":
+            idx = balanced_indices(y, len(y), seed)
+            x, y = x[idx], y[idx]
+        best = {"balanced_accuracy": -1.0}
+        for _ in range(6):  # 6 x 5 epochs, keeping the best checkpoint like early stopping would
+            head.fit(x, tf.one_hot(y, k), batch_size=64, epochs=5, verbose=0, class_weight=class_weight)
+            scores = classification_metrics(val.targets, head.predict(val_features, verbose=0), classes)
+            if scores["balanced_accuracy"] > best["balanced_accuracy"]:
+                best = {key: scores[key] for key in ("balanced_accuracy", "macro_auc", "accuracy")}
+        results[strategy] = best
+        print(f"  imbalance {strategy:18s} val balanced_accuracy {best['balanced_accuracy']:.4f}  "
+              f"macro_auc {best['macro_auc']:.4f}", flush=True)
+    chosen = max(results, key=lambda s: results[s]["balanced_accuracy"])
+    return {"method": "softmax head on frozen ImageNet features, 30 epochs, best val epoch",
+            "results": results, "chosen": chosen}
+
+
+def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
+               epochs: int, optimizer, callbacks, validation, seed: int, verbose: int):
+    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    steps = math.ceil(len(train.targets) / batch_size)
+    indices = (balanced_indices(train.targets, steps * batch_size * epochs, seed)
+               if strategy == "balanced-sampling" else None)
+    ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices)
+    if indices is None:
+        ds = ds.repeat()
+    return model.fit(ds, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
+                     class_weight=class_weight, callbacks=callbacks, verbose=verbose)
+
+
+def train_classifier(config: ClassifyConfig) -> dict:
+    tf = tensorflow(config.logical_cpus)
+    from train.models import build_classifier
+
+    if config.imbalance not in ("auto", *IMBALANCE_STRATEGIES):
+        raise DermedgeError(f"unknown --imbalance {config.imbalance!r}: use auto or one of "
+                            f"{', '.join(IMBALANCE_STRATEGIES)}")
+    tf.keras.utils.set_random_seed(config.seed)
+    out = start_run(Path(config.out), config)
+    dataset = read_dataset(Path(config.images), Path(config.labels) if config.labels else None,
+                           Path(config.masks) if config.masks else None)
+    if config.limit:
+        dataset = dataset.subset(config.limit, config.seed)
+    classes = dataset.classes
+    k = len(classes)
+    splits = split_dataset(dataset, config.val_fraction, config.test_fraction, config.seed)
+    write_split_csv(splits, out / "split.csv")
+    arrays = {name: load_crop_arrays(s, classes, config.input_size, config.crop_margin)
+              for name, s in splits.items() if s}
+    if "train" not in arrays or "val" not in arrays:
+        raise DermedgeError("too few lesions to split into train and val: use more images")
+    train, val = arrays["train"], arrays["val"]
+    without_mask = sum(s.mask_path is None for s in train.kept)
+    if without_mask:
+        print(f"  {without_mask} training images have no mask: their whole image is used", flush=True)
+
+    strategy = distribution_strategy(config.strategy, config.logical_cpus)
+    print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
+    with strategy.scope():
+        model = build_classifier(k, config.input_size, config.alpha, config.backbone_weights)
+
+    imbalance = config.imbalance
+    report: dict = {"classes": list(classes)}
+    if imbalance == "auto":
+        comparison = compare_imbalance_strategies(tf, model, train, val, classes, config.seed)
+        write_json(out / "imbalance_comparison.json", comparison)
+        imbalance = comparison["chosen"]
+        report["imbalance_comparison"] = comparison
+    report["imbalance"] = imbalance
+
+    validation = classification_dataset(val, k, config.batch_size, augment=False)
+    scores = ValidationScores.create(tf, val.images, val.targets, classes)
+    with strategy.scope():
+        model.get_layer("backbone").trainable = False
+        head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
+                                  tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
+                                  validation, config.seed, config.verbose)
+        model.get_layer("backbone").trainable = True
+        steps = math.ceil(len(train.targets) / config.batch_size)
+        schedule = tf.keras.optimizers.schedules.CosineDecay(
+            config.learning_rate * 0.1, decay_steps=max(config.epochs - 1, 1) * steps, alpha=0.02,
+            warmup_target=config.learning_rate, warmup_steps=steps,
+        )
+        stop = tf.keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
+                                                patience=config.patience, restore_best_weights=True)
+        tune_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
+                                  tf.keras.optimizers.Adam(schedule), [scores, stop],
+                                  validation, config.seed + 1, config.verbose)
+    model.compile(loss="categorical_crossentropy")  # a plain, portable compile state for saving
+    model.save(out / "classifier.keras")
+    history = {key: head_history.history.get(key, []) + tune_history.history.get(key, [])
+               for key in tune_history.history}
+    save_history(out, history, f"{model.name}: {model.count_params():,} parameters "
+                               f"(head {config.head_epochs} epochs, then fine-tune)")
+    report.update(parameters=int(model.count_params()),
+                  epochs_run=config.head_epochs + len(tune_history.history["loss"]))
+    for name in ("val", "test"):
+        if name in arrays:
+            report[name] = evaluate_classifier(model, arrays[name], classes, out, name)
+    write_json(out / "summary.json", report)
+    return report
+
+
+def evaluate_classifier(model, data: ArrayData, classes: tuple[str, ...], out: Path, name: str) -> dict:
+    """Metrics JSON, confusion matrix and ROC plots for one split; returns the headline figures."""
+    from dermedge.reports import plot_confusion, plot_roc
+
+    probs = model.predict(data.images.astype(np.float32), batch_size=64, verbose=0)
+    metrics = classification_metrics(data.targets, probs, classes, MALIGNANT_CLASSES)
+    metrics["unreadable"] = data.failed
+    write_json(out / f"{name}_metrics.json", metrics)
+    np.savez_compressed(out / f"{name}_predictions.npz", probabilities=probs.astype(np.float32),
+                        labels=data.targets, image_ids=np.array([s.image_id for s in data.kept]))
+    plot_confusion(metrics["confusion_matrix"], classes, out / f"{name}_confusion.png",
+                   f"{name}: balanced accuracy {metrics['balanced_accuracy']:.3f}")
+    plot_roc(data.targets, probs, classes, out / f"{name}_roc.png",
+             f"{name}: macro AUC {metrics['macro_auc']:.3f}", MALIGNANT_CLASSES)
+    keys = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
+    headline = {key: metrics[key] for key in keys}
+    if "melanoma" in metrics:
+        headline["melanoma"] = metrics["melanoma"]
+    return headline

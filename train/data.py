@@ -1,0 +1,152 @@
+"""Training inputs: decode once into memory-resident uint8 arrays, then augment with tf.data.
+
+HAM10000 at 200x150 fits in memory many times over, so decoding once and augmenting on the fly
+keeps the two CPU cores busy with the model instead of JPEG decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from rich.progress import Progress
+
+from dermedge.datasets import Sample, read_mask, read_rgb
+from edge_runtime.preprocess import DEFAULT_CROP_MARGIN, crop_to_lesion
+from train.tf_env import tensorflow
+
+
+@dataclass
+class ArrayData:
+    """Decoded samples; `kept` are the samples that decoded, `failed` the ones that did not."""
+
+    images: np.ndarray
+    targets: np.ndarray
+    kept: list[Sample]
+    failed: list[str]
+
+
+def _decode_all(samples: list[Sample], describe: str, convert) -> ArrayData:
+    images, targets, kept, failed = [], [], [], []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(describe, total=len(samples))
+        for sample in samples:
+            image = read_rgb(sample.image_path)
+            mask = read_mask(sample.mask_path) if sample.mask_path else None
+            if image is None or (sample.mask_path and mask is None):
+                failed.append(f"{sample.image_id}: unreadable image or mask")
+            else:
+                x, y = convert(sample, image, mask)
+                images.append(x)
+                targets.append(y)
+                kept.append(sample)
+            progress.advance(task)
+    if not images:
+        raise ValueError(f"none of {len(samples)} images could be read")
+    return ArrayData(np.stack(images), np.stack(targets), kept, failed)
+
+
+def load_segmentation_arrays(samples: list[Sample], size: int) -> ArrayData:
+    """Images resized to size x size (uint8 RGB) and their masks (uint8 0/1, size x size x 1)."""
+
+    def convert(sample, image, mask):
+        x = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        y = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+        return x, y[..., None]
+
+    return _decode_all(samples, f"decoding {len(samples)} images + masks", convert)
+
+
+def load_crop_arrays(
+    samples: list[Sample], classes: tuple[str, ...], size: int, margin: float = DEFAULT_CROP_MARGIN
+) -> ArrayData:
+    """Lesion crops cut with the ground-truth mask by the runtime's own crop function."""
+    index = {c: i for i, c in enumerate(classes)}
+
+    def convert(sample, image, mask):
+        crop, _ = crop_to_lesion(image, mask, size, margin)
+        return crop, index[sample.label]
+
+    return _decode_all(samples, f"cropping {len(samples)} lesions", convert)
+
+
+def _random_zoom(tf, image, min_fraction: float, seed=None):
+    """Crop a random square of min_fraction..1 of the side and resize back: scale + shift."""
+    size = tf.shape(image)[0]
+    fraction = tf.random.uniform([], min_fraction, 1.0)
+    side = tf.cast(tf.cast(size, tf.float32) * fraction, tf.int32)
+    channels = tf.shape(image)[-1]
+    patch = tf.image.random_crop(image, tf.stack([side, side, channels]))
+    return tf.image.resize(patch, tf.stack([size, size]), method="bilinear")
+
+
+def _flip_rotate(tf, image):
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_flip_up_down(image)
+    return tf.image.rot90(image, tf.random.uniform([], 0, 4, dtype=tf.int32))
+
+
+def _color_jitter(tf, image, hue: float = 0.03):
+    """Brightness/contrast/saturation/hue jitter on a 0..255 float image."""
+    x = image / 255.0
+    x = tf.image.random_brightness(x, 0.12)
+    x = tf.image.random_contrast(x, 0.8, 1.2)
+    x = tf.image.random_saturation(x, 0.8, 1.2)
+    if hue:
+        x = tf.image.random_hue(x, hue)
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def segmentation_dataset(data: ArrayData, batch_size: int, augment: bool, seed: int = 0):
+    """(image 0..255 float, mask 0/1 float) batches; geometry is applied to both together."""
+    tf = tensorflow()
+    images = tf.constant(data.images)
+    masks = tf.constant(data.targets)
+    n = len(data.images)
+
+    def load(i):
+        x = tf.cast(tf.gather(images, i), tf.float32)
+        y = tf.cast(tf.gather(masks, i), tf.float32)
+        if augment:
+            both = tf.concat([x, y * 255.0], axis=-1)
+            both = _flip_rotate(tf, both)
+            both = _random_zoom(tf, both, 0.85)
+            x, y = both[..., :3], tf.cast(both[..., 3:] > 127.5, tf.float32)
+            x = _color_jitter(tf, x, hue=0.0)
+        return x, y
+
+    ds = tf.data.Dataset.range(n)
+    if augment:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+
+
+def classification_dataset(
+    data: ArrayData,
+    num_classes: int,
+    batch_size: int,
+    augment: bool,
+    sample_indices: np.ndarray | None = None,
+):
+    """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling)."""
+    tf = tensorflow()
+    images = tf.constant(data.images)
+    labels = tf.one_hot(tf.constant(data.targets, tf.int32), num_classes)
+    n = len(data.images)
+
+    def load(i):
+        x = tf.cast(tf.gather(images, i), tf.float32)
+        if augment:
+            x = _flip_rotate(tf, x)
+            x = _random_zoom(tf, x, 0.8)
+            x = _color_jitter(tf, x)
+        return x, tf.gather(labels, i)
+
+    if sample_indices is not None:
+        ds = tf.data.Dataset.from_tensor_slices(sample_indices.astype(np.int64))
+    else:
+        ds = tf.data.Dataset.range(n)
+        if augment:
+            ds = ds.shuffle(n, reshuffle_each_iteration=True)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)

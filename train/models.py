@@ -1,0 +1,100 @@
+"""Model builders. Every model takes RGB pixels in 0..255 and normalises inside itself, so an
+exported model is fed camera bytes directly and the normalisation cannot drift from training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dermedge.errors import DermedgeError
+from train.tf_env import tensorflow
+
+SEGMENTER_DECODERS = ("unet", "fcn")
+
+
+def _conv_block(keras, x, filters: int, name: str):
+    for i in (1, 2):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_segmenter(
+    input_size: int = 128,
+    base_filters: int = 8,
+    depth: int = 4,
+    max_filters: int = 64,
+    decoder: str = "unet",
+):
+    """A U-Net (or FCN-8s-style decoder) of `depth` poolings, doubling from `base_filters` up to
+    `max_filters`. The defaults (~0.36M parameters) are sized for a phone: capping the deep
+    layers' width saves most of the parameters at almost no cost, since lesions are large blobs.
+
+    Upsampling is nearest-neighbour + 3x3 conv, not Conv2DTranspose: prune-preserving
+    quantization-aware training rejects Conv2DTranspose, and this keeps every export path open.
+    """
+    tf = tensorflow()
+    keras = tf.keras
+    if decoder not in SEGMENTER_DECODERS:
+        raise DermedgeError(f"unknown decoder {decoder!r}: use {' or '.join(SEGMENTER_DECODERS)}")
+    if input_size % (2**depth):
+        raise DermedgeError(f"input size {input_size} must be divisible by 2**depth = {2**depth}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    width = [min(base_filters * 2**level, max_filters) for level in range(depth + 1)]
+    skips = []
+    for level in range(depth):
+        x = _conv_block(keras, x, width[level], f"enc{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{level}")(x)
+    x = _conv_block(keras, x, width[depth], "bottleneck")
+    if decoder == "unet":
+        for level in reversed(range(depth)):
+            filters = width[level]
+            x = keras.layers.UpSampling2D(name=f"up{level}")(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"up{level}_conv")(x)
+            x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+            x = _conv_block(keras, x, filters, f"dec{level}")
+    else:
+        # FCN-8s: class scores from the deepest three scales, upsampled and summed.
+        score = keras.layers.Conv2D(1, 1, name="score_bottleneck")(x)
+        for level in reversed(range(max(depth - 2, 0), depth)):
+            score = keras.layers.UpSampling2D(name=f"score_up{level}")(score)
+            skip_score = keras.layers.Conv2D(1, 1, name=f"score_enc{level}")(skips[level])
+            score = keras.layers.Add(name=f"score_add{level}")([score, skip_score])
+        factor = input_size // score.shape[1]
+        x = keras.layers.UpSampling2D(factor, interpolation="bilinear", name="score_up_full")(score)
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="refine")(x)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inputs, outputs, name=f"{decoder}_d{depth}_f{base_filters}_{input_size}")
+
+
+def build_classifier(
+    num_classes: int,
+    input_size: int = 224,
+    alpha: float = 0.35,
+    backbone_weights: str | Path | None = None,
+    dropout: float = 0.2,
+):
+    """MobileNetV2 (ImageNet-initialised from a local file or `imagenet`) with a softmax head."""
+    tf = tensorflow()
+    keras = tf.keras
+    weights = None
+    if backbone_weights:
+        weights = str(backbone_weights)
+        if weights != "imagenet" and not Path(weights).is_file():
+            raise DermedgeError(f"backbone weights not found: {weights}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
+    try:
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(input_size, input_size, 3), alpha=alpha, include_top=False, weights=weights
+        )
+    except (ValueError, OSError) as exc:
+        raise DermedgeError(f"cannot load backbone weights {weights}: {str(exc).splitlines()[0]}") from exc
+    backbone._name = "backbone"
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"mobilenetv2_{alpha}_{input_size}")

@@ -1,0 +1,115 @@
+"""`dermedge train segment`: fit the lesion segmenter and report Dice/IoU at image resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dermedge.datasets import read_dataset, read_mask
+from dermedge.errors import DermedgeError
+from dermedge.metrics import segmentation_metrics
+from dermedge.splits import split_dataset, write_split_csv
+from train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
+from train.run import save_history, start_run, write_json
+from train.tf_env import distribution_strategy, tensorflow
+
+
+@dataclass
+class SegmentConfig:
+    images: str
+    labels: str | None = None
+    masks: str | None = None
+    out: str = "runs/segment"
+    input_size: int = 128
+    base_filters: int = 8
+    depth: int = 4
+    max_filters: int = 64
+    decoder: str = "unet"
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    patience: int = 8
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    strategy: str = "default"
+    logical_cpus: int = 0
+    limit: int = 0  # use only the first N samples (quick experiments, tests)
+    verbose: int = 2
+
+
+def predict_masks(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Lesion probabilities (N, H, W) at the model's resolution."""
+    return model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)[..., 0]
+
+
+def evaluate_at_image_size(model, data: ArrayData, threshold: float = 0.5) -> dict:
+    """Dice/IoU of masks upsampled to each image's own size against its original mask."""
+    probabilities = predict_masks(model, data.images)
+
+    def pairs():
+        for sample, prob in zip(data.kept, probabilities):
+            truth = read_mask(sample.mask_path)
+            h, w = truth.shape
+            pred = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > threshold
+            yield pred, truth
+
+    return segmentation_metrics(pairs())
+
+
+def train_segmenter(config: SegmentConfig) -> dict:
+    tf = tensorflow(config.logical_cpus)
+    from train.losses import bce_dice_loss, dice_metric, iou_metric
+    from train.models import build_segmenter
+
+    tf.keras.utils.set_random_seed(config.seed)
+    out = start_run(Path(config.out), config)
+    dataset = read_dataset(Path(config.images), Path(config.labels) if config.labels else None,
+                           Path(config.masks) if config.masks else None).with_masks_only()
+    if config.limit:
+        dataset = dataset.subset(config.limit, config.seed)
+    splits = split_dataset(dataset, config.val_fraction, config.test_fraction, config.seed)
+    write_split_csv(splits, out / "split.csv")
+    arrays = {name: load_segmentation_arrays(s, config.input_size) for name, s in splits.items() if s}
+    if "train" not in arrays or "val" not in arrays:
+        raise DermedgeError("too few lesions to split into train and val: use more images")
+
+    strategy = distribution_strategy(config.strategy, config.logical_cpus)
+    print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
+    with strategy.scope():
+        model = build_segmenter(config.input_size, config.base_filters, config.depth,
+                                config.max_filters, config.decoder)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+                      loss=bce_dice_loss, metrics=[dice_metric, iou_metric])
+    callbacks = [
+        tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
+                                             patience=max(config.patience // 3, 1), min_lr=1e-5),
+        tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
+                                         restore_best_weights=True),
+    ]
+    history = model.fit(
+        segmentation_dataset(arrays["train"], config.batch_size, augment=True, seed=config.seed),
+        validation_data=segmentation_dataset(arrays["val"], config.batch_size, augment=False),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    model.save(out / "segmenter.keras")
+    save_history(out, history.history, f"{model.name}: {model.count_params():,} parameters")
+
+    from dermedge.reports import plot_dice_histogram
+
+    report = {"parameters": int(model.count_params()), "epochs_run": len(history.history["loss"])}
+    for name in ("val", "test"):
+        if name in arrays:
+            metrics = evaluate_at_image_size(model, arrays[name])
+            metrics["unreadable"] = arrays[name].failed
+            write_json(out / f"{name}_metrics.json", metrics)
+            plot_dice_histogram(metrics["dice_per_image"], out / f"{name}_dice_histogram.png",
+                                f"{name}: per-image Dice (n={metrics['n']})")
+            report[name] = {k: metrics[k] for k in ("n", "dice", "iou", "thresholded_jaccard")}
+    write_json(out / "summary.json", report)
+    return report
