@@ -11,9 +11,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from dermedge import __version__
+from dermedge.batch import stdout_console
 from dermedge.errors import DermedgeError
+from edge_runtime.bundle import BundleError
+from edge_runtime.image_io import ImageError
 
 app = typer.Typer(
     help="dermedge: lesion segmentation + classification, from training to the edge device.",
@@ -22,6 +26,9 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train the segmenter or the classifier on a dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+evaluate_app = typer.Typer(help="Score the deployed pipeline (a bundle variant) on labelled data.",
+                           no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
 
 console = Console(stderr=True)
 _state = {"debug": False}
@@ -34,7 +41,7 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (DermedgeError, FileNotFoundError, ValueError) as exc:
+        except (DermedgeError, BundleError, ImageError, FileNotFoundError, ValueError) as exc:
             if _state["debug"]:
                 raise
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -128,6 +135,12 @@ def train_classify(
     strategy: str = StrategyOpt,
     logical_cpus: int = typer.Option(0, "--logical-cpus"),
     limit: int = typer.Option(0, "--limit", help="Use only the first N images."),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Continue fine-tuning a classifier.keras of an earlier run (same split)."
+    ),
+    bn_momentum: Optional[float] = typer.Option(
+        None, "--bn-momentum", help="Let the backbone's BatchNorm train, with this momentum (e.g. 0.99)."
+    ),
 ) -> None:
     """Train the MobileNetV2 lesion classifier on mask-guided lesion crops."""
     from train.classify import ClassifyConfig, train_classifier
@@ -138,13 +151,211 @@ def train_classify(
         crop_margin=crop_margin, imbalance=imbalance, head_epochs=head_epochs, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
         strategy=strategy, logical_cpus=logical_cpus, limit=limit,
+        init_from=str(init_from) if init_from else None, bn_momentum=bn_momentum,
     )
     report = train_classifier(config)
     _print_report(report, out)
 
 
+@app.command("export")
+@friendly_errors
+def export_command(
+    segmenter: Path = typer.Option(Path("runs/segment/segmenter.keras"), "--segmenter", help="Trained segmenter .keras."),
+    classifier: Path = typer.Option(Path("runs/classify/classifier.keras"), "--classifier", help="Trained classifier .keras."),
+    out: Path = typer.Option(Path("bundle"), "--out", help="Bundle folder to write."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list (default: all): fp32,fp16,dynamic,int8,pruned-int8,qat-int8,coreml,coreml-int8,coreml-palette6."),
+    split: Optional[Path] = typer.Option(None, "--split", help="split.csv of the training run (default: beside the classifier)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with images/ and masks/ if the split's paths moved."),
+    representative: int = typer.Option(200, "--representative", help="Training images for int8 calibration."),
+    validation_images: int = typer.Option(0, "--validation-images", help="Held-out images to check against Keras (0 = whole test split)."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Target sparsity of pruned-int8."),
+    fine_tune_epochs: int = typer.Option(2, "--fine-tune-epochs", help="Pruning fine-tune epochs."),
+    qat_epochs: int = typer.Option(1, "--qat-epochs", help="Quantization-aware fine-tune epochs."),
+    fine_tune_images: int = typer.Option(0, "--fine-tune-images", help="Training images for fine-tuning (0 = all)."),
+    agreement_floor: float = typer.Option(0.9, "--agreement-floor", help="Fail if top-1 agreement or mask Dice vs Keras is below."),
+    zip_bundle: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Prune, quantize and convert the trained models to TFLite and Core ML, check every export
+    against Keras on held-out images, and write a bundle with its manifest."""
+    from export.build import ExportConfig, export_bundle
+
+    export_bundle(ExportConfig(
+        segmenter=str(segmenter), classifier=str(classifier), out=str(out), variants=variants,
+        split=str(split) if split else None, data_root=str(data_root) if data_root else None,
+        representative=representative, validation_images=validation_images, sparsity=sparsity,
+        fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, fine_tune_images=fine_tune_images,
+        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed,
+    ))
+
+
+@app.command("pack")
+@friendly_errors
+def pack_command(
+    bundle: Path = typer.Option(Path("bundle"), "--bundle", help="Full bundle folder from `dermedge export`."),
+    out: Path = typer.Option(..., "--out", help="Folder for the packed bundle."),
+    variants: str = typer.Option("tflite", "--variants", help="Variants to keep: names, or the groups tflite / coreml."),
+    default_variant: Optional[str] = typer.Option(None, "--default-variant", help="What devices run by default "
+                                                  "(default: the source's, else int8)."),
+) -> None:
+    """Copy a bundle with only the variants a device needs (files, sha256 and metrics unchanged)."""
+    from export.pack import pack_bundle
+
+    manifest = pack_bundle(bundle, out, variants, default_variant)
+    size = sum(f["bytes"] for v in manifest["variants"].values() for f in v["files"].values())
+    stdout_console().print(f"packed {', '.join(manifest['variants'])} into {out} ({size / 1e6:.2f} MB), "
+                    f"default variant {manifest['default_variant']}")
+
+
+@app.command("info")
+@friendly_errors
+def info_command(
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle folder or .zip (default: the installed one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: labels and variants."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the variant table as Markdown."),
+) -> None:
+    """Show a bundle: labels, and per variant its format, files and metrics."""
+    import json
+
+    from dermedge.bundle_table import markdown_table, rich_table, sparsity_lines
+    from edge_runtime.bundle import load_bundle
+
+    loaded = load_bundle(bundle)
+    m = loaded.manifest
+    if as_json:
+        out = {"labels": m["labels"], "malignant_labels": m["malignant_labels"],
+               "default_variant": m.get("default_variant"),
+               "variants": {name: {"format": v["format"], "files": v["files"], "metrics": v["metrics"]}
+                            for name, v in m["variants"].items()}}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    if markdown:
+        typer.echo(markdown_table(m))
+        return
+    out_console = stdout_console()
+    out_console.print(f"[bold]{loaded.root}[/] schema {m['schema_version']}, labels: {', '.join(m['labels'])} "
+                      f"(malignant: {', '.join(m['malignant_labels'])}); default variant "
+                      f"{m.get('default_variant', 'int8')}", highlight=False)
+    out_console.print(rich_table(m, f"validated on {m['validation']['images']} held-out images"))
+    files = Table(title="files")
+    for column in ("variant", "model", "path", "bytes", "sha256"):
+        files.add_column(column, justify="right" if column == "bytes" else "left")
+    for name, v in m["variants"].items():
+        for role, record in v["files"].items():
+            files.add_row(name, role, record["path"], f"{record['bytes']:,}", record["sha256"][:16])
+    out_console.print(files)
+    for line in sparsity_lines(m):
+        out_console.print(line)
+
+
+BundleOpt = typer.Option(None, "--bundle", help="Bundle folder or .zip (default: the one installed with dermedge).")
+VariantOpt = typer.Option(None, "--variant", help="Bundle variant to run (default: the bundle's default_variant, "
+                                                  "its best full-integer model; see `dermedge info`).")
+ThreadsOpt = typer.Option(None, "--threads", help="Interpreter threads (default: LiteRT's choice).")
+
+
+def _pipeline(bundle: Optional[Path], variant: Optional[str], threads: Optional[int]):
+    from edge_runtime.pipeline import Pipeline
+
+    pipeline = Pipeline.load(bundle, variant, threads)
+    console.print(f"bundle {pipeline.bundle.root}, variant {pipeline.variant}, backend {pipeline.backend}",
+                  highlight=False, soft_wrap=True)
+    return pipeline
+
+
+@app.command("predict")
+@friendly_errors
+def predict_command(
+    paths: Optional[list[str]] = typer.Argument(None, help="Image files, folders or glob patterns."),
+    bundle: Optional[Path] = BundleOpt,
+    variant: Optional[str] = VariantOpt,
+    threads: Optional[int] = ThreadsOpt,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON ('-' for stdout)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per image."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated images."),
+    example: bool = typer.Option(False, "--example", help="Run on a drawn synthetic lesion (no data needed)."),
+) -> None:
+    """Segment, crop and classify images with the edge runtime (no TensorFlow needed)."""
+    from dermedge.predict import predict_example, predict_files
+
+    pipeline = _pipeline(bundle, variant, threads)
+    if example:
+        predict_example(pipeline, json_out, overlay)
+    elif not paths:
+        raise DermedgeError("give image files, folders or globs to predict on, or --example")
+    else:
+        predict_files(pipeline, paths, json_out, csv_out, overlay)
+
+
+SplitOpt = typer.Option(None, "--split", help="With a dermedge split.csv as labels: which split (default test).")
+
+
+@evaluate_app.command("segment")
+@friendly_errors
+def evaluate_segment(
+    images: Path = typer.Option(..., "--images", help="Image folder."),
+    masks: Path = typer.Option(..., "--masks", help="Masks: <image_id>_segmentation.png or <image_id>.png."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Optional CSV restricting the images (e.g. a split.csv)."),
+    split: Optional[str] = SplitOpt,
+    bundle: Optional[Path] = BundleOpt,
+    variant: Optional[str] = VariantOpt,
+    threads: Optional[int] = ThreadsOpt,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the Dice histogram."),
+) -> None:
+    """Dice / IoU / ISIC thresholded Jaccard of the deployed lesion masks."""
+    from dermedge.evaluate import evaluate_segmentation
+
+    pipeline = _pipeline(bundle, variant, threads)
+    metrics = evaluate_segmentation(pipeline, images, masks, labels, split, console, plots)
+    _show_metrics(metrics, ("n", "dice", "iou", "thresholded_jaccard"), json_out)
+
+
+@evaluate_app.command("classify")
+@friendly_errors
+def evaluate_classify(
+    images: Path = typer.Option(..., "--images", help="Image folder."),
+    labels: Path = typer.Option(..., "--labels", help="HAM10000 metadata, ISIC one-hot, split.csv or binary CSV."),
+    split: Optional[str] = SplitOpt,
+    bundle: Optional[Path] = BundleOpt,
+    variant: Optional[str] = VariantOpt,
+    threads: Optional[int] = ThreadsOpt,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for confusion, ROC and reliability plots."),
+) -> None:
+    """The whole two-stage pipeline as deployed (U-Net crops), scored against labels."""
+    from dermedge.evaluate import evaluate_classification
+
+    pipeline = _pipeline(bundle, variant, threads)
+    metrics = evaluate_classification(pipeline, images, labels, split, console, plots)
+    if "balanced_accuracy" in metrics:
+        shown = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
+        extra = {f"{view} {k}": metrics[view][k] for view in ("melanoma", "malignant") if view in metrics
+                 for k in ("auc", "sensitivity", "specificity")}
+    else:
+        shown, extra = ("n", "auc", "sensitivity", "specificity"), {}
+    _show_metrics(metrics, shown, json_out, extra)
+
+
+def _show_metrics(metrics: dict, keys: tuple[str, ...], json_out: Optional[Path], extra: dict | None = None) -> None:
+    import json
+
+    table = Table(title=f"{metrics['variant']} pipeline")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in [*((k, metrics[k]) for k in keys), *(extra or {}).items()]:
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    stdout_console().print(table)
+    if metrics.get("skipped"):
+        console.print(f"[yellow]{len(metrics['skipped'])} image(s) skipped (listed in the JSON):[/] "
+                      + "; ".join(f"{s['path']}: {s['error']}" for s in metrics["skipped"][:3]),
+                      highlight=False, soft_wrap=True)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(metrics, indent=2) + "\n")
+
+
 def _print_report(report: dict, out: Path) -> None:
-    from rich.table import Table
 
     table = Table(title=f"run: {out}")
     table.add_column("split")
@@ -155,7 +366,7 @@ def _print_report(report: dict, out: Path) -> None:
         if split in report:
             row = report[split]
             table.add_row(split, str(row["n"]), *(f"{row[k]:.4f}" for k in keys))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

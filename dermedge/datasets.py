@@ -99,7 +99,9 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
+def images_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files of a folder by file stem (the image id), masks excluded."""
+    _require_dir(folder, "image")
     return {
         p.stem: p
         for p in sorted(folder.iterdir())
@@ -107,7 +109,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     }
 
 
-def _masks_by_image_id(folder: Path | None) -> dict[str, Path]:
+def masks_by_image_id(folder: Path | None) -> dict[str, Path]:
     """Masks named `<image_id>_segmentation.png` or simply `<image_id>.png`."""
     if folder is None:
         return {}
@@ -150,8 +152,8 @@ def read_ham10000(
     """HAM10000: `lesion_id,image_id,dx,...` rows; images named `<image_id>.jpg`."""
     images = _require_dir(Path(images), "image")
     rows = _read_csv(Path(metadata_csv), ("lesion_id", "image_id", "dx"))
-    files = _images_by_stem(images)
-    mask_files = _masks_by_image_id(Path(masks) if masks else None)
+    files = images_by_stem(images)
+    mask_files = masks_by_image_id(Path(masks) if masks else None)
     samples, skipped = [], []
     for row in rows:
         image_id = row["image_id"].strip()
@@ -178,8 +180,8 @@ def read_isic(
 ) -> Dataset:
     """ISIC challenge: one-hot `image,MEL,NV,BCC,AKIEC,BKL,DF,VASC` rows and/or a mask folder."""
     images = _require_dir(Path(images), "image")
-    files = _images_by_stem(images)
-    mask_files = _masks_by_image_id(Path(masks) if masks else None)
+    files = images_by_stem(images)
+    mask_files = masks_by_image_id(Path(masks) if masks else None)
     samples, skipped = [], []
     if ground_truth_csv is not None:
         rows = _read_csv(Path(ground_truth_csv), ("image",) + ISIC_ONE_HOT_COLUMNS)

@@ -51,7 +51,7 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(ece)
 
 
-def _binary_operating_point(truth: np.ndarray, decision: np.ndarray, score: np.ndarray) -> dict:
+def binary_operating_point(truth: np.ndarray, decision: np.ndarray, score: np.ndarray) -> dict:
     from sklearn.metrics import roc_auc_score
 
     positives, negatives = truth.sum(), (~truth).sum()
@@ -117,7 +117,7 @@ def classification_metrics(
     }
     if "mel" in classes:
         mel = classes.index("mel")
-        result["melanoma"] = _binary_operating_point(
+        result["melanoma"] = binary_operating_point(
             labels == mel, predicted == mel, probabilities[:, mel]
         )
     malignant_idx = [i for i, c in enumerate(classes) if c in malignant]
@@ -129,5 +129,5 @@ def classification_metrics(
             if malignant_threshold is not None
             else np.isin(predicted, malignant_idx)
         )
-        result["malignant"] = _binary_operating_point(truth, decision, score)
+        result["malignant"] = binary_operating_point(truth, decision, score)
     return result

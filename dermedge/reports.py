@@ -95,3 +95,29 @@ def plot_dice_histogram(dices: list[float], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, path: Path, title: str,
+                     bins: int = 15) -> None:
+    """Reliability diagram: top-1 confidence against accuracy per bin, with bin counts below."""
+    plt = _pyplot()
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    accuracy = np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 5.2), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(centres[counts > 0], accuracy[counts > 0], width=1.0 / bins, edgecolor="k", label="accuracy")
+    top.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centres, counts, width=1.0 / bins, color="grey")
+    bottom.set_xlabel("top-1 confidence")
+    bottom.set_ylabel("images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -4,10 +4,20 @@ Everything here imports only numpy and OpenCV (and the LiteRT interpreter where 
 so that this package alone can go onto a Raspberry Pi or phone.
 """
 
+from edge_runtime.bundle import Bundle, BundleError, load_bundle
+from edge_runtime.image_io import ImageError, read_image
 from edge_runtime.labels import HAM10000_CLASSES, MALIGNANT_CLASSES, is_malignant
+from edge_runtime.pipeline import Pipeline, Result
 from edge_runtime.preprocess import CropBox, crop_to_lesion, lesion_box
 
 __all__ = [
+    "Pipeline",
+    "Result",
+    "read_image",
+    "ImageError",
+    "Bundle",
+    "BundleError",
+    "load_bundle",
     "HAM10000_CLASSES",
     "MALIGNANT_CLASSES",
     "is_malignant",

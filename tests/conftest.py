@@ -24,3 +24,47 @@ def shared_ham10000() -> Path:
     if not (SHARED_HAM10000 / "HAM10000_metadata.csv").is_file():
         pytest.skip("../shared/data/ham10000 is not here")
     return SHARED_HAM10000
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(ham_dir, tmp_path_factory):
+    """A tiny trained segmenter and classifier (one short epoch each) with their run folders."""
+    pytest.importorskip("tensorflow")
+    from train.classify import ClassifyConfig, train_classifier
+    from train.segment import SegmentConfig, train_segmenter
+
+    root = tmp_path_factory.mktemp("runs")
+    data = dict(images=str(ham_dir / "images"), labels=str(ham_dir / "HAM10000_metadata.csv"),
+                masks=str(ham_dir / "masks"), verbose=0)
+    train_segmenter(SegmentConfig(out=str(root / "segment"), input_size=32, base_filters=4, depth=2,
+                                  epochs=2, batch_size=8, **data))
+    train_classifier(ClassifyConfig(out=str(root / "classify"), input_size=32, head_epochs=1, epochs=1,
+                                    batch_size=8, imbalance="class-weights", **data))
+    return root
+
+
+def has_coreml() -> bool:
+    try:
+        import coremltools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_runs, tmp_path_factory):
+    """Every variant of the tiny models exported into one bundle (Core ML where it installs)."""
+    from typer.testing import CliRunner
+
+    from dermedge.cli import app
+    from export.formats import VARIANTS
+
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    variants = [v.name for v in VARIANTS if v.format == "tflite" or has_coreml()]
+    result = CliRunner().invoke(app, [
+        "export", "--segmenter", str(tiny_runs / "segment" / "segmenter.keras"),
+        "--classifier", str(tiny_runs / "classify" / "classifier.keras"), "--out", str(out),
+        "--representative", "8", "--agreement-floor", "0", "--fine-tune-epochs", "1",
+        "--variants", ",".join(variants), "--zip"])
+    assert result.exit_code == 0, result.output
+    return out

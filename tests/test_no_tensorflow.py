@@ -42,3 +42,15 @@ def test_training_without_the_extra_gives_an_install_hint(tmp_path):
     assert proc.returncode == 2
     assert 'pip install "dermedge[train]"' in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_predict_example_runs_on_the_default_bundle_without_tensorflow():
+    """What a fresh base install does first: the shipped bundle, the edge runtime, no TensorFlow."""
+    proc = _run("from dermedge.cli import app\nimport sys\n"
+                "sys.argv=['dermedge','predict','--example','--json','-']\napp()\n")
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    report = json.loads(proc.stdout)
+    assert report["backend"] == "ai_edge_litert" and report["synthetic"] is True
+    assert len(report["results"]) == 1 and report["results"][0]["label"] in report["labels"]

@@ -45,6 +45,8 @@ class ClassifyConfig:
     strategy: str = "default"
     logical_cpus: int = 0
     limit: int = 0
+    init_from: str | None = None
+    bn_momentum: float | None = None
     verbose: int = 2
 
 
@@ -147,6 +149,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
     tf = tensorflow(config.logical_cpus)
     from train.models import build_classifier
 
+    if config.init_from and config.imbalance == "auto":
+        raise DermedgeError("--init-from continues a trained model: name its --imbalance strategy "
+                            "(the comparison ranks strategies on ImageNet features only)")
     if config.imbalance not in ("auto", *IMBALANCE_STRATEGIES):
         raise DermedgeError(f"unknown --imbalance {config.imbalance!r}: use auto or one of "
                             f"{', '.join(IMBALANCE_STRATEGIES)}")
@@ -172,7 +177,11 @@ def train_classifier(config: ClassifyConfig) -> dict:
     strategy = distribution_strategy(config.strategy, config.logical_cpus)
     print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
     with strategy.scope():
-        model = build_classifier(k, config.input_size, config.alpha, config.backbone_weights)
+        model = build_classifier(k, config.input_size, config.alpha, config.backbone_weights,
+                                 bn_momentum=config.bn_momentum,
+                                 pretrained=bool(config.backbone_weights or config.init_from))
+        if config.init_from:
+            model.set_weights(_continue_from(tf, Path(config.init_from), k, config.input_size).get_weights())
 
     imbalance = config.imbalance
     report: dict = {"classes": list(classes)}
@@ -186,10 +195,12 @@ def train_classifier(config: ClassifyConfig) -> dict:
     validation = classification_dataset(val, k, config.batch_size, augment=False)
     scores = ValidationScores.create(tf, val.images, val.targets, classes)
     with strategy.scope():
-        model.get_layer("backbone").trainable = False
-        head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
-                                  tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
-                                  validation, config.seed, config.verbose)
+        head_history = {}
+        if config.head_epochs > 0:
+            model.get_layer("backbone").trainable = False
+            head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
+                                      tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
+                                      validation, config.seed, config.verbose).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -203,7 +214,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                   validation, config.seed + 1, config.verbose)
     model.compile(loss="categorical_crossentropy")  # a plain, portable compile state for saving
     model.save(out / "classifier.keras")
-    history = {key: head_history.history.get(key, []) + tune_history.history.get(key, [])
+    history = {key: head_history.get(key, []) + tune_history.history.get(key, [])
                for key in tune_history.history}
     save_history(out, history, f"{model.name}: {model.count_params():,} parameters "
                                f"(head {config.head_epochs} epochs, then fine-tune)")
@@ -214,6 +225,25 @@ def train_classifier(config: ClassifyConfig) -> dict:
             report[name] = evaluate_classifier(model, arrays[name], classes, out, name)
     write_json(out / "summary.json", report)
     return report
+
+
+def _continue_from(tf, path: Path, num_classes: int, input_size: int):
+    """A classifier saved by an earlier run, whose weights start a warm restart of the schedule.
+
+    Only the weights are taken: the model is rebuilt from the current options (e.g. trainable
+    BatchNorm), which must describe the same architecture."""
+    if not path.is_file():
+        raise DermedgeError(f"--init-from {path}: no such model file")
+    try:
+        model = tf.keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a file that is not a model
+        raise DermedgeError(f"--init-from {path} is not a loadable Keras model ({type(exc).__name__})") from exc
+    names = {layer.name for layer in model.layers}
+    if not {"backbone", "pool"} <= names or model.output_shape[-1] != num_classes \
+            or model.input_shape[1] != input_size:
+        raise DermedgeError(f"--init-from {path}: not a {num_classes}-class {input_size}px classifier "
+                            "written by `dermedge train classify`")
+    return model
 
 
 def evaluate_classifier(model, data: ArrayData, classes: tuple[str, ...], out: Path, name: str) -> dict:

@@ -1,0 +1,212 @@
+"""`dermedge evaluate`: the deployed pipeline (bundle + edge runtime) scored on labelled data.
+
+Classification runs the whole two-stage path (U-Net mask -> crop -> classifier), so the figures
+are what a device would achieve, not what the classifier does on ground-truth crops.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from dermedge.batch import Skipped, progress_bar, run_pipeline
+from dermedge.datasets import ISIC_ONE_HOT_COLUMNS, images_by_stem, masks_by_image_id, read_mask
+from dermedge.errors import DermedgeError, missing_extra
+from edge_runtime.image_io import ImageError, read_image
+from edge_runtime.pipeline import Pipeline
+
+BINARY_COLUMNS = ("melanoma", "malignant", "target", "benign_malignant")
+POSITIVE_WORDS = {"1", "1.0", "true", "yes", "malignant", "melanoma", "mel"}
+NEGATIVE_WORDS = {"0", "0.0", "false", "no", "benign"}
+
+
+@dataclass
+class LabelTable:
+    """Image ids and their ground truth, read from any of the label CSV forms `evaluate` accepts."""
+
+    form: str  # "ham10000", "isic", "split", or "binary"
+    ids: list[str]
+    targets: list  # class names, or 0/1 for the binary form
+    binary_column: str | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.form == "binary"
+
+
+def read_label_table(path: Path, split: str | None = None) -> LabelTable:
+    """Recognise the CSV by its columns. A dermedge `split.csv` is filtered to `split` (default test)."""
+    if not Path(path).is_file():
+        raise DermedgeError(f"label CSV not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or ())
+        rows = list(reader)
+    if {"image_id", "label", "split"} <= columns:
+        wanted = split or "test"
+        rows = [r for r in rows if r["split"] == wanted]
+        if not rows:
+            raise DermedgeError(f"{Path(path).name} has no rows in split {wanted!r}")
+        return LabelTable("split", [r["image_id"] for r in rows], [r["label"] for r in rows])
+    if split:
+        raise DermedgeError("--split applies to a dermedge split.csv; "
+                            f"{Path(path).name} has no split column")
+    if {"image_id", "dx"} <= columns:
+        return LabelTable("ham10000", [r["image_id"] for r in rows], [r["dx"] for r in rows])
+    if {"image", *ISIC_ONE_HOT_COLUMNS} <= columns:
+        targets = []
+        for r in rows:
+            values = [float(r[c] or 0) for c in ISIC_ONE_HOT_COLUMNS]
+            targets.append(ISIC_ONE_HOT_COLUMNS[int(np.argmax(values))].lower())
+        return LabelTable("isic", [r["image"] for r in rows], targets)
+    id_column = "image_id" if "image_id" in columns else "image" if "image" in columns else None
+    target_column = next((c for c in BINARY_COLUMNS if c in columns), None)
+    if id_column and target_column:
+        targets = []
+        for r in rows:
+            word = str(r[target_column]).strip().lower()
+            if word not in POSITIVE_WORDS | NEGATIVE_WORDS:
+                raise DermedgeError(f"{Path(path).name}: {target_column}={r[target_column]!r} for "
+                                    f"{r[id_column]} is neither 0/1 nor benign/malignant")
+            targets.append(int(word in POSITIVE_WORDS))
+        return LabelTable("binary", [r[id_column] for r in rows], targets, target_column)
+    raise DermedgeError(
+        f"{Path(path).name}: columns not recognised; expected HAM10000 metadata (image_id,dx), ISIC "
+        "one-hot (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC), a dermedge split.csv, or image_id/image plus "
+        "one of " + ", ".join(BINARY_COLUMNS)
+    )
+
+
+def _locate(ids: list[str], images: Path, skipped: Skipped) -> list[tuple[str, Path]]:
+    files = images_by_stem(images)
+    located = []
+    for image_id in ids:
+        if image_id in files:
+            located.append((image_id, files[image_id]))
+        else:
+            skipped.add(image_id, f"no image file for it in {images}")
+    return located
+
+
+def _require_sklearn() -> None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise missing_extra("eval", "scikit-learn") from exc
+
+
+def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, split: str | None,
+                            console: Console, plots: Path | None = None) -> dict:
+    _require_sklearn()
+    from dermedge.metrics import classification_metrics
+
+    table = read_label_table(labels, split)
+    classes = pipeline.labels
+    if not table.binary:
+        unknown = sorted(set(table.targets) - set(classes))
+        if unknown:
+            raise DermedgeError(f"{Path(labels).name}: label(s) {', '.join(unknown)} are not in the bundle's "
+                                f"labels ({', '.join(classes)})")
+    skipped = Skipped()
+    located = _locate(table.ids, Path(images), skipped)
+    target_of = dict(zip(table.ids, table.targets))
+    probs, targets, lesions = [], [], 0
+    by_path = {path: image_id for image_id, path in located}
+    for path, _, result in run_pipeline(pipeline, [p for _, p in located], skipped, console, "evaluating"):
+        probs.append([result.probabilities[c] for c in classes])
+        targets.append(target_of[by_path[path]])
+        lesions += result.lesion_found
+    if not probs:
+        raise DermedgeError("no image could be evaluated: " + "; ".join(r for _, r in skipped.files[:3]))
+    probs = np.asarray(probs, np.float32)
+    base = {"bundle": str(pipeline.bundle.root), "variant": pipeline.variant, "label_form": table.form}
+    if table.binary:
+        metrics = _binary_metrics(np.asarray(targets, bool), probs, classes, pipeline, table.binary_column)
+    else:
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.array([index[t] for t in targets])
+        metrics = classification_metrics(y, probs, classes, frozenset(pipeline.malignant_labels),
+                                         pipeline.malignant_threshold)
+        metrics["malignant_threshold"] = pipeline.malignant_threshold
+        if plots:
+            _classification_plots(metrics, y, probs, classes, pipeline, Path(plots))
+    metrics["lesion_found_fraction"] = lesions / len(probs)
+    metrics["skipped"] = skipped.as_list()
+    return {**base, **metrics}
+
+
+def _binary_metrics(truth: np.ndarray, probs: np.ndarray, classes, pipeline: Pipeline, column: str) -> dict:
+    from dermedge.metrics import binary_operating_point
+
+    malignant_idx = [classes.index(c) for c in pipeline.malignant_labels]
+    if column == "melanoma":
+        mel = classes.index("mel")
+        score, decision = probs[:, mel], probs.argmax(1) == mel
+    else:
+        score = probs[:, malignant_idx].sum(1)
+        decision = score >= pipeline.malignant_threshold
+    return {"n": int(len(truth)), "target": column, **binary_operating_point(truth, decision, score)}
+
+
+def _classification_plots(metrics: dict, y, probs, classes, pipeline: Pipeline, out: Path) -> None:
+    from dermedge.reports import plot_confusion, plot_reliability, plot_roc
+
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{pipeline.variant} pipeline"
+    plot_confusion(metrics["confusion_matrix"], classes, out / "confusion.png",
+                   f"{name}: balanced accuracy {metrics['balanced_accuracy']:.3f}")
+    plot_roc(y, probs, classes, out / "roc.png", f"{name}: macro AUC {metrics['macro_auc']:.3f}",
+             frozenset(pipeline.malignant_labels))
+    plot_reliability(y, probs, out / "reliability.png", f"{name}: ECE {metrics['ece']:.3f}")
+
+
+def evaluate_segmentation(pipeline: Pipeline, images: Path, masks: Path, labels: Path | None,
+                          split: str | None, console: Console, plots: Path | None = None) -> dict:
+    """Dice/IoU of the deployed mask (segmenter + post-processing) against the true masks."""
+    from dermedge.metrics import segmentation_metrics
+
+    skipped = Skipped()
+    files = images_by_stem(Path(images))
+    ids = read_label_table(labels, split).ids if labels else sorted(files)
+    located = _locate(ids, Path(images), skipped)
+    mask_files = masks_by_image_id(Path(masks))
+
+    def pairs():
+        with progress_bar(console) as progress:
+            task = progress.add_task("segmenting", total=len(located))
+            for image_id, path in located:
+                progress.advance(task)
+                if image_id not in mask_files:
+                    skipped.add(path, "no mask for this image")
+                    continue
+                truth = read_mask(mask_files[image_id])
+                if truth is None:
+                    skipped.add(mask_files[image_id], "unreadable mask")
+                    continue
+                try:
+                    image = read_image(path, pipeline.max_pixels)
+                except ImageError as exc:
+                    skipped.add(path, str(exc))
+                    continue
+                if truth.shape != image.shape[:2]:
+                    skipped.add(path, f"mask is {truth.shape[1]}x{truth.shape[0]}, image "
+                                      f"{image.shape[1]}x{image.shape[0]}")
+                    continue
+                yield pipeline.lesion_mask(pipeline.segment(image), image.shape[:2]), truth
+
+    metrics = segmentation_metrics(pairs())
+    if not metrics["n"]:
+        raise DermedgeError("no image could be evaluated: " + "; ".join(r for _, r in skipped.files[:3]))
+    per_image = metrics.pop("dice_per_image")
+    if plots:
+        from dermedge.reports import plot_dice_histogram
+
+        Path(plots).mkdir(parents=True, exist_ok=True)
+        plot_dice_histogram(per_image, Path(plots) / "dice_histogram.png",
+                            f"{pipeline.variant} pipeline: mean Dice {metrics['dice']:.3f}")
+    return {"bundle": str(pipeline.bundle.root), "variant": pipeline.variant, **metrics,
+            "skipped": skipped.as_list()}

@@ -1,0 +1,158 @@
+"""The model bundle: a folder (or .zip) of model files plus `manifest.json`, the runtime's only
+contract with export. Everything the runtime needs to know (labels, sizes, normalisation,
+thresholds, which file is which variant) is in the manifest; nothing is inferred from names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+# The bundle installed with the package (TFLite variants only), so `dermedge predict` works offline.
+DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+REQUIRED_KEYS = ("schema_version", "labels", "malignant_labels", "segmenter", "classifier",
+                 "crop_margin", "thresholds", "variants")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used: the message names the file or manifest field at fault."""
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory (Core ML .mlpackage) as its sorted relative paths + bytes."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(file.read_bytes())
+    else:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def file_record(root: Path, path: Path) -> dict:
+    """The manifest entry for one model file: path relative to the bundle, bytes and sha256."""
+    return {"path": path.relative_to(root).as_posix(), "bytes": size_of(path), "sha256": sha256_of(path)}
+
+
+@dataclass
+class Bundle:
+    """A loaded manifest plus where its files live: a folder, or the members of a `.zip`."""
+
+    root: Path
+    manifest: dict
+    archive: zipfile.ZipFile | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.manifest["labels"])
+
+    @property
+    def variants(self) -> dict:
+        return self.manifest["variants"]
+
+    def file(self, variant: str, model: str, verify: bool = True) -> Path:
+        """Path of `model` ("segmenter"/"classifier") of `variant`, sha256-checked by default."""
+        if variant not in self.variants:
+            raise BundleError(f"variant {variant!r} not in bundle; it has: {', '.join(self.variants)}")
+        record = self.variants[variant]["files"][model]
+        path = self.root / record["path"]
+        if not path.exists():
+            raise BundleError(f"bundle file missing: {record['path']}")
+        if verify and sha256_of(path) != record["sha256"]:
+            raise BundleError(f"bundle file {record['path']} does not match its sha256 in the manifest")
+        return path
+
+    def read(self, variant: str, model: str) -> bytes:
+        """The bytes of one model file (folder or zip bundle), always checked against its sha256."""
+        if variant not in self.variants:
+            raise BundleError(f"variant {variant!r} not in bundle; it has: {', '.join(self.variants)}")
+        record = self.variants[variant]["files"][model]
+        if self.archive is None:
+            path = self.root / record["path"]
+            if not path.is_file():
+                raise BundleError(f"bundle file missing: {record['path']}")
+            data = path.read_bytes()
+        else:
+            try:
+                data = self.archive.read(record["path"])
+            except KeyError:
+                raise BundleError(f"bundle file missing from {self.root.name}: {record['path']}") from None
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise BundleError(f"bundle file {record['path']} does not match its sha256 in the manifest")
+        return data
+
+
+def _is_inside(name: str) -> bool:
+    """A plain relative path: no root, no drive, no `..` (for zip members and manifest paths)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in parts[0]
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    """A bundle archive whose member names are all plain relative paths (no `/x`, no `..`)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BundleError(f"{path} is not a readable zip bundle: {exc}") from None
+    for name in archive.namelist():
+        if not _is_inside(name):
+            archive.close()
+            raise BundleError(f"{path.name}: refusing unsafe member path {name!r}")
+    return archive
+
+
+def load_bundle(root: Path | str | None = None) -> Bundle:
+    """A bundle folder or `.zip` (default: the one installed with dermedge), manifest checked."""
+    root = Path(root) if root is not None else DEFAULT_BUNDLE
+    archive = None
+    if root.is_file() and zipfile.is_zipfile(root):
+        archive = _open_zip(root)
+        manifest_path = root / MANIFEST
+        try:
+            text = archive.read(MANIFEST).decode()
+        except KeyError:
+            raise BundleError(f"no {MANIFEST} in {root}: not a dermedge bundle") from None
+    else:
+        manifest_path = root / MANIFEST
+        if not manifest_path.is_file():
+            hint = " (the default bundle is not installed)" if root == DEFAULT_BUNDLE else ""
+            raise BundleError(f"no {MANIFEST} in {root}: not a dermedge bundle{hint}")
+        text = manifest_path.read_text()
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: the manifest must be a JSON object")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{manifest_path}: missing field(s) {', '.join(missing)}")
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise BundleError(f"{manifest_path}: schema_version {manifest['schema_version']} is not "
+                          f"supported (this dermedge reads {SCHEMA_VERSION})")
+    for name, variant in manifest["variants"].items():
+        for model in ("segmenter", "classifier"):
+            record = variant.get("files", {}).get(model)
+            if not record or not {"path", "bytes", "sha256"} <= set(record):
+                raise BundleError(f"{manifest_path}: variants.{name}.files.{model} needs path, bytes, sha256")
+            if not _is_inside(record["path"]):
+                raise BundleError(f"{manifest_path}: variants.{name}.files.{model}.path "
+                                  f"{record['path']!r} leaves the bundle")
+    return Bundle(root, manifest, archive)
+
+
+def write_manifest(root: Path, manifest: dict) -> Path:
+    path = Path(root) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path

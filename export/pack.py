@@ -1,0 +1,54 @@
+"""`dermedge pack`: a bundle holding only the variants a device needs.
+
+A full export carries Core ML packages and every TFLite variant; a Raspberry Pi needs one or two
+`.tflite` pairs. Packing copies those files and their manifest entries unchanged (sha256 and
+metrics included), so a packed bundle says exactly what the full export measured.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dermedge.errors import DermedgeError
+from edge_runtime.bundle import MANIFEST, load_bundle, write_manifest
+from export.formats import DEFAULT_VARIANT, VARIANTS
+
+GROUPS = {"tflite": [v.name for v in VARIANTS if v.format == "tflite"],
+          "coreml": [v.name for v in VARIANTS if v.format == "coreml"]}
+
+
+def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | None = None) -> dict:
+    bundle = load_bundle(source)
+    if bundle.archive is not None:
+        raise DermedgeError(f"{source} is a zip: pack from the bundle folder")
+    wanted: list[str] = []
+    for name in (n.strip() for n in variants.split(",") if n.strip()):
+        wanted += GROUPS.get(name, [name])
+    if default_variant and default_variant not in wanted:
+        raise DermedgeError(f"--default-variant {default_variant} is not among the packed variants")
+    missing = [n for n in wanted if n not in bundle.variants]
+    if missing:
+        raise DermedgeError(f"variant(s) {', '.join(missing)} not in {source}; it has {', '.join(bundle.variants)}")
+    out = Path(out)
+    if out.resolve() == Path(source).resolve():
+        raise DermedgeError("--out must differ from --bundle")
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise DermedgeError(f"{out} is not empty and not a bundle: choose a new --out folder")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    manifest = dict(bundle.manifest)
+    manifest["variants"] = {name: bundle.variants[name] for name in bundle.variants if name in wanted}
+    for name, variant in manifest["variants"].items():
+        for model, record in variant["files"].items():
+            source_path = bundle.file(name, model)  # sha256-checked: never pack a damaged file
+            target = out / record["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source_path.is_dir() else shutil.copy2)(source_path, target)
+    default = default_variant or manifest.get("default_variant")
+    if default not in manifest["variants"]:
+        default = DEFAULT_VARIANT if DEFAULT_VARIANT in manifest["variants"] else next(iter(manifest["variants"]))
+    manifest["default_variant"] = default
+    manifest["packed_from"] = {"variants": list(manifest["variants"]), "of": list(bundle.variants)}
+    write_manifest(out, manifest)
+    return manifest

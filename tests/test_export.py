@@ -1,0 +1,140 @@
+"""Tiny trained models through every export variant: agreement, sha256, manifest round-trip."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("tensorflow")
+from dermedge.cli import app  # noqa: E402
+from edge_runtime.bundle import load_bundle, sha256_of  # noqa: E402
+from export.formats import VARIANTS  # noqa: E402
+
+from conftest import has_coreml  # noqa: E402
+
+runner = CliRunner()
+HAS_COREML = has_coreml()
+
+
+def _export(tiny_runs, out, *extra):
+    return runner.invoke(app, ["export", "--segmenter", str(tiny_runs / "segment" / "segmenter.keras"),
+                               "--classifier", str(tiny_runs / "classify" / "classifier.keras"),
+                               "--out", str(out), "--representative", "8", "--agreement-floor", "0",
+                               "--fine-tune-epochs", "1", *extra])
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return tiny_bundle
+
+
+def test_every_variant_is_in_the_manifest_with_checked_files(bundle):
+    loaded = load_bundle(bundle)
+    expected = {v.name for v in VARIANTS if v.format == "tflite" or HAS_COREML}
+    assert set(loaded.variants) == expected
+    for name, variant in loaded.variants.items():
+        for role in ("segmenter", "classifier"):
+            record = variant["files"][role]
+            path = bundle / record["path"]
+            assert sha256_of(path) == record["sha256"]
+            assert loaded.file(name, role).exists()
+            if variant["format"] == "tflite":
+                assert record["gzip_bytes"] > 0
+    m = loaded.manifest
+    assert m["labels"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert m["malignant_labels"] == ["akiec", "bcc", "mel"]
+    assert m["dataset"]["licence"] == "CC BY-NC-SA 4.0"
+    assert m["training"]["classifier"]["command"]
+    assert bundle.with_suffix(".zip").is_file()
+
+
+def test_tflite_variants_agree_with_keras(bundle):
+    m = load_bundle(bundle).manifest
+    for name in ("fp32", "fp16", "dynamic"):
+        cls = m["variants"][name]["metrics"]["classifier"]
+        assert cls["top1_agreement"] >= 0.9, name
+        assert m["variants"][name]["metrics"]["segmenter"]["mask_dice_vs_keras"] > 0.9, name
+    assert m["variants"]["fp32"]["metrics"]["classifier"]["max_prob_diff"] < 1e-3
+    for name in ("int8", "qat-int8", "pruned-int8"):
+        cls = m["variants"][name]["metrics"]["classifier"]
+        assert 0 <= cls["balanced_accuracy"] <= 1 and cls["n"] >= 1
+    # The tiny segmenter is barely trained (probabilities near 0.5), so compare probabilities,
+    # not thresholded masks: int8 must stay within a few quantization steps of Keras.
+    assert m["variants"]["int8"]["metrics"]["segmenter"]["mean_prob_diff"] < 0.05
+    assert m["variants"]["fp32"]["metrics"]["segmenter"]["mean_prob_diff"] < 1e-4
+
+
+def test_agreement_floor_fails_loudly(tiny_runs, tmp_path):
+    result = _export(tiny_runs, tmp_path / "strict", "--variants", "fp32", "--agreement-floor", "1.01")
+    assert result.exit_code == 2
+    assert "agreement below the floor" in result.output
+
+
+def test_int8_takes_uint8_input_and_carries_labels(bundle):
+    from edge_runtime.interpreter import TFLiteModel
+    from export.tflite import read_metadata
+
+    path = load_bundle(bundle).file("int8", "classifier")
+    model = TFLiteModel(path)
+    assert model.input_dtype.name == "uint8"
+    assert model._input["quantization"] == (1.0, 0)  # camera bytes map 1:1, nothing clipped
+    meta = read_metadata(path.read_bytes())
+    assert meta["labels"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert meta["input"]["range"] == [0, 255]
+
+
+def test_pruning_reports_sparsity(bundle):
+    variant = load_bundle(bundle).variants["pruned-int8"]
+    for role in ("segmenter", "classifier"):
+        report = variant["sparsity"][role]
+        assert 0.1 < report["total"] <= 0.6
+        assert any(v >= 0.45 for v in report["per_layer"].values())
+
+
+@pytest.mark.skipif(not HAS_COREML, reason="coremltools not installed")
+def test_coreml_spec_carries_labels(bundle):
+    m = load_bundle(bundle).manifest
+    assert m["variants"]["coreml"]["metrics"]["classifier"]["spec_checked"]
+    assert m["variants"]["coreml-palette6"]["files"]["classifier"]["bytes"] < \
+        m["variants"]["coreml"]["files"]["classifier"]["bytes"]
+
+
+def test_info_json_shape(bundle):
+    result = runner.invoke(app, ["info", "--bundle", str(bundle), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["labels"][4] == "mel"
+    int8 = info["variants"]["int8"]
+    assert int8["format"] == "tflite"
+    assert set(int8["files"]["segmenter"]) >= {"path", "bytes", "sha256"}
+    assert "balanced_accuracy" in int8["metrics"]["classifier"]
+
+
+def test_tampered_file_is_refused(bundle, tmp_path):
+    import shutil
+
+    from edge_runtime.bundle import BundleError
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    target = copy / load_bundle(copy).variants["int8"]["files"]["classifier"]["path"]
+    target.write_bytes(target.read_bytes()[:-1] + b"x")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(copy).file("int8", "classifier")
+
+
+def test_bad_inputs_are_one_line_errors(tiny_runs, tmp_path):
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("hello")
+    result = runner.invoke(app, ["export", "--segmenter", str(not_a_model),
+                                 "--classifier", str(tiny_runs / "classify" / "classifier.keras"),
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not a loadable Keras model" in result.output
+    swapped = runner.invoke(app, ["export", "--segmenter", str(tiny_runs / "classify" / "classifier.keras"),
+                                  "--classifier", str(tiny_runs / "segment" / "segmenter.keras"),
+                                  "--out", str(tmp_path / "o")])
+    assert swapped.exit_code == 2 and "is this the classifier?" in swapped.output
+    no_rep = _export(tiny_runs, tmp_path / "o2", "--variants", "int8", "--representative", "0")
+    assert no_rep.exit_code == 2 and "representative" in no_rep.output
+    unknown = _export(tiny_runs, tmp_path / "o3", "--variants", "int4")
+    assert unknown.exit_code == 2 and "unknown variant" in unknown.output
