@@ -292,16 +292,19 @@ def export_bundle(config: ExportConfig) -> dict:
 def _export_one(variant: Variant, role: str, model, path: Path, labels, size: int, data: _Data, reference):
     if variant.format == "tflite":
         representative = data.seg_rep if role == "segmenter" else data.cls_rep
-        content = tflite.convert(model, variant.quantization,
-                                 tflite.representative_from(representative) if representative is not None else None)
+        content, conversion = tflite.convert(
+            model, variant.quantization,
+            tflite.representative_from(representative) if representative is not None else None)
         content = tflite.add_metadata(content, _tflite_metadata(role, labels, size))
         path.write_bytes(content)
         runner = TFLiteModel(content=content)
         if role == "segmenter":
             probs = runner.run(data.seg_test.images)[..., 0]
-            return segmenter_figures(reference, probs, data.seg_truths)
-        probs = runner.run(data.cls_test.images)
-        return classifier_figures(reference, probs, data.cls_test.targets, labels)
+            figures = segmenter_figures(reference, probs, data.seg_truths)
+        else:
+            probs = runner.run(data.cls_test.images)
+            figures = classifier_figures(reference, probs, data.cls_test.targets, labels)
+        return {**figures, **({"conversion": conversion} if conversion else {})}
     mlmodel = coreml.convert(model, role, labels, variant.quantization)
     mlmodel.save(str(path))
     return coreml.check_spec(path, role, labels, (size, size))

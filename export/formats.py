@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Variant:
     name: str
     format: str  # "tflite" or "coreml"
-    quantization: str  # tflite: none/fp16/dynamic/int8; coreml: none/linear8/palette6
+    quantization: str  # tflite: none/fp16/dynamic/int8/int8-mixed; coreml: none/linear8/palette6
     transform: str | None  # None, "prune" or "qat": a Keras-level step before conversion
     description: str
 
@@ -23,6 +23,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("fp16", "tflite", "fp16", None, "float16 weights, float compute"),
     Variant("dynamic", "tflite", "dynamic", None, "int8 weights, float activations (dynamic range)"),
     Variant("int8", "tflite", "int8", None, "full-integer post-training quantization, uint8 input"),
+    Variant("int8-mixed", "tflite", "int8-mixed", None,
+            "int8, except the 3 tensors with the largest quantization error (QuantizationDebugger) kept in float"),
     Variant("pruned-int8", "tflite", "int8", "prune",
             "magnitude-pruned (polynomial schedule), fine-tuned, stripped, then full-integer"),
     Variant("qat-int8", "tflite", "int8", "qat", "quantization-aware fine-tuning, then full-integer"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
 from typing import Callable, Iterable
 
@@ -12,11 +15,18 @@ from train.tf_env import tensorflow
 METADATA_NAME = "dermedge"  # the model-metadata entry holding our JSON (labels, normalisation)
 
 
-def convert(model, quantization: str, representative: Callable[[], Iterable] | None = None) -> bytes:
-    """`quantization` is "none" (fp32), "fp16", "dynamic" or "int8" (full integer, uint8 input).
+FLOAT_LAYERS = 3  # int8-mixed: how many of the worst-quantized tensors stay in float
+DEBUG_IMAGES = 50  # representative images the QuantizationDebugger compares float and int8 on
 
-    Full-integer models take uint8 pixels, so a device feeds camera bytes directly; their
-    output stays float32 (a dequantize at the end) so every variant returns the same thing.
+
+def convert(model, quantization: str, representative: Callable[[], Iterable] | None = None,
+            float_layers: int = FLOAT_LAYERS) -> tuple[bytes, dict]:
+    """Convert `model`; returns the .tflite bytes and what the manifest should know about it.
+
+    `quantization` is "none" (fp32), "fp16", "dynamic", "int8" (full integer) or "int8-mixed"
+    (full integer except the `float_layers` tensors with the largest quantization error, kept in
+    float). Integer models take uint8 pixels, so a device feeds camera bytes directly; every
+    variant's output stays float32 (a dequantize at the end) so all return the same thing.
     """
     tf = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -25,7 +35,7 @@ def convert(model, quantization: str, representative: Callable[[], Iterable] | N
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quantization == "int8":
+    elif quantization in ("int8", "int8-mixed"):
         if representative is None:
             from dermedge.errors import DermedgeError
 
@@ -33,11 +43,49 @@ def convert(model, quantization: str, representative: Callable[[], Iterable] | N
                                 "(--representative N > 0) or a run folder with split.csv")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
+        if quantization == "int8-mixed":
+            return _mixed_int8(converter, representative, float_layers)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif quantization != "none":
         raise ValueError(f"unknown quantization {quantization!r}")
-    return converter.convert()
+    return converter.convert(), {}
+
+
+def quantization_errors(converter, representative: Callable[[], Iterable]) -> list[dict]:
+    """Per-tensor int8 error from TFLite's QuantizationDebugger, worst first.
+
+    The error is the RMSE between float and quantized activations divided by the quantization
+    scale (in quantization steps), which compares layers of different ranges fairly.
+    """
+    tf = tensorflow()
+    debug_data = lambda: itertools.islice(representative(), DEBUG_IMAGES)  # noqa: E731
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    dump.seek(0)
+    rows = []
+    for row in csv.DictReader(dump):
+        scale = float(row["scale"] or 0)
+        if scale > 0:
+            rows.append({"tensor": row["tensor_name"], "op": row["op_name"],
+                         "scaled_rmse": float(np.sqrt(float(row["mean_squared_error"])) / scale)})
+    return sorted(rows, key=lambda r: -r["scaled_rmse"])
+
+
+def _mixed_int8(converter, representative, float_layers: int) -> tuple[bytes, dict]:
+    """Full-integer PTQ with the `float_layers` worst tensors (by scaled RMSE) left in float."""
+    tf = tensorflow()
+    errors = quantization_errors(converter, representative)
+    worst = [r["tensor"] for r in errors[:float_layers]]
+    debug_data = lambda: itertools.islice(representative(), DEBUG_IMAGES)  # noqa: E731
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug_data,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst))
+    rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
+    return debugger.get_nondebug_quantized_model(), {"float_layers": rounded[:float_layers],
+                                                     "worst_int8_layers": rounded}
 
 
 def representative_from(images: np.ndarray) -> Callable[[], Iterable]:

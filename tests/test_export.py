@@ -138,3 +138,25 @@ def test_bad_inputs_are_one_line_errors(tiny_runs, tmp_path):
     assert no_rep.exit_code == 2 and "representative" in no_rep.output
     unknown = _export(tiny_runs, tmp_path / "o3", "--variants", "int4")
     assert unknown.exit_code == 2 and "unknown variant" in unknown.output
+
+
+def test_pack_keeps_files_and_figures_of_the_chosen_variants(bundle, tmp_path):
+    out = tmp_path / "device"
+    result = runner.invoke(app, ["pack", "--bundle", str(bundle), "--variants", "int8,fp32",
+                                 "--default-variant", "fp32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    packed, source = load_bundle(out), load_bundle(bundle)
+    assert list(packed.variants) == ["fp32", "int8"] and packed.manifest["default_variant"] == "fp32"
+    assert packed.variants["int8"] == source.variants["int8"]  # sha256 and metrics unchanged
+    packed.read("int8", "classifier")
+    bad = runner.invoke(app, ["pack", "--bundle", str(bundle), "--variants", "int4", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not in" in bad.output
+
+
+def test_mixed_int8_records_its_float_layers(bundle):
+    m = load_bundle(bundle).manifest["variants"]["int8-mixed"]["metrics"]
+    for role in ("segmenter", "classifier"):
+        float_layers = m[role]["conversion"]["float_layers"]
+        assert len(float_layers) == 3
+        worst = m[role]["conversion"]["worst_int8_layers"]
+        assert [r["scaled_rmse"] for r in worst] == sorted((r["scaled_rmse"] for r in worst), reverse=True)
