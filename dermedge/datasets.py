@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from dermedge.errors import DermedgeError
+from edge_runtime.image_io import IMAGE_SUFFIXES, ImageError, read_image
 from edge_runtime.labels import HAM10000_CLASSES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 ISIC_ONE_HOT_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 # PH2's clinical diagnosis: 0 common nevus, 1 atypical nevus, 2 melanoma.
 PH2_DIAGNOSES = {"0": "nv", "1": "nv", "2": "mel"}
@@ -76,12 +76,14 @@ class Dataset:
 
 
 def read_rgb(path: Path | str) -> np.ndarray | None:
-    """Decode an image file to RGB uint8, or None when it cannot be read."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None or data.size == 0:
+    """Decode an image file to RGB uint8, or None when it cannot be read.
+
+    The runtime's reader, so training sees images exactly as a device does (EXIF, 16-bit, RGBA).
+    """
+    try:
+        return read_image(path)
+    except ImageError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path | str) -> np.ndarray | None:
