@@ -235,7 +235,7 @@ def info_command(
     out_console = stdout_console()
     out_console.print(f"[bold]{loaded.root}[/] schema {m['schema_version']}, labels: {', '.join(m['labels'])} "
                       f"(malignant: {', '.join(m['malignant_labels'])}); default variant "
-                      f"{m.get('default_variant', 'int8')}", highlight=False)
+                      f"{loaded.default_variant}", highlight=False)
     out_console.print(rich_table(m, f"validated on {m['validation']['images']} held-out images"))
     files = Table(title="files")
     for column in ("variant", "model", "path", "bytes", "sha256"):

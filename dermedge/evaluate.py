@@ -81,8 +81,8 @@ def read_label_table(path: Path, split: str | None = None) -> LabelTable:
     )
 
 
-def _locate(ids: list[str], images: Path, skipped: Skipped) -> list[tuple[str, Path]]:
-    files = images_by_stem(images)
+def _locate(ids: list[str], files: dict[str, Path], images: Path, skipped: Skipped) -> list[tuple[str, Path]]:
+    """(id, file) for every id with an image in `files` (from `images_by_stem(images)`)."""
     located = []
     for image_id in ids:
         if image_id in files:
@@ -112,13 +112,13 @@ def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, spli
             raise DermedgeError(f"{Path(labels).name}: label(s) {', '.join(unknown)} are not in the bundle's "
                                 f"labels ({', '.join(classes)})")
     skipped = Skipped()
-    located = _locate(table.ids, Path(images), skipped)
-    target_of = dict(zip(table.ids, table.targets))
+    located = _locate(table.ids, images_by_stem(Path(images)), Path(images), skipped)
+    target_by_id = dict(zip(table.ids, table.targets))
+    target_of = {path: target_by_id[image_id] for image_id, path in located}
     probs, targets, lesions = [], [], 0
-    by_path = {path: image_id for image_id, path in located}
-    for path, _, result in run_pipeline(pipeline, [p for _, p in located], skipped, console, "evaluating"):
+    for path, _, result in run_pipeline(pipeline, list(target_of), skipped, console, "evaluating"):
         probs.append([result.probabilities[c] for c in classes])
-        targets.append(target_of[by_path[path]])
+        targets.append(target_of[path])
         lesions += result.lesion_found
     if not probs:
         raise DermedgeError("no image could be evaluated: " + "; ".join(r for _, r in skipped.files[:3]))
@@ -172,7 +172,7 @@ def evaluate_segmentation(pipeline: Pipeline, images: Path, masks: Path, labels:
     skipped = Skipped()
     files = images_by_stem(Path(images))
     ids = read_label_table(labels, split).ids if labels else sorted(files)
-    located = _locate(ids, Path(images), skipped)
+    located = _locate(ids, files, Path(images), skipped)
     mask_files = masks_by_image_id(Path(masks))
 
     def pairs():

@@ -8,7 +8,12 @@ import numpy as np
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        from dermedge.errors import missing_extra
+
+        raise missing_extra("eval", "matplotlib") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -14,6 +14,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 # The bundle installed with the package (TFLite variants only), so `dermedge predict` works offline.
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+DEFAULT_VARIANT = "int8"  # what runs when a manifest names no `default_variant`
 REQUIRED_KEYS = ("schema_version", "labels", "malignant_labels", "segmenter", "classifier",
                  "crop_margin", "thresholds", "variants")
 
@@ -61,11 +62,18 @@ class Bundle:
     def variants(self) -> dict:
         return self.manifest["variants"]
 
-    def file(self, variant: str, model: str, verify: bool = True) -> Path:
-        """Path of `model` ("segmenter"/"classifier") of `variant`, sha256-checked by default."""
+    @property
+    def default_variant(self) -> str:
+        return self.manifest.get("default_variant", DEFAULT_VARIANT)
+
+    def _record(self, variant: str, model: str) -> dict:
         if variant not in self.variants:
             raise BundleError(f"variant {variant!r} not in bundle; it has: {', '.join(self.variants)}")
-        record = self.variants[variant]["files"][model]
+        return self.variants[variant]["files"][model]
+
+    def file(self, variant: str, model: str, verify: bool = True) -> Path:
+        """Path of `model` ("segmenter"/"classifier") of `variant`, sha256-checked by default."""
+        record = self._record(variant, model)
         path = self.root / record["path"]
         if not path.exists():
             raise BundleError(f"bundle file missing: {record['path']}")
@@ -75,9 +83,7 @@ class Bundle:
 
     def read(self, variant: str, model: str) -> bytes:
         """The bytes of one model file (folder or zip bundle), always checked against its sha256."""
-        if variant not in self.variants:
-            raise BundleError(f"variant {variant!r} not in bundle; it has: {', '.join(self.variants)}")
-        record = self.variants[variant]["files"][model]
+        record = self._record(variant, model)
         if self.archive is None:
             path = self.root / record["path"]
             if not path.is_file():
@@ -150,6 +156,24 @@ def load_bundle(root: Path | str | None = None) -> Bundle:
                 raise BundleError(f"{manifest_path}: variants.{name}.files.{model}.path "
                                   f"{record['path']!r} leaves the bundle")
     return Bundle(root, manifest, archive)
+
+
+def pick_default_variant(variants, preferred: str | None = None) -> str:
+    """`preferred` if the bundle has it, else int8, else its first variant."""
+    names = list(variants)
+    return next(v for v in (preferred, DEFAULT_VARIANT, names[0]) if v in names)
+
+
+def empty_bundle_folder(out: Path) -> Path:
+    """A fresh folder to write a bundle into; an existing bundle is replaced, anything else refused."""
+    import shutil
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise BundleError(f"{out} is not empty and not a bundle: choose a new --out folder")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return out
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:

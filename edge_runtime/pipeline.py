@@ -19,8 +19,6 @@ from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.postprocess import clean_mask
 from edge_runtime.preprocess import crop_to_lesion
 
-DEFAULT_VARIANT = "int8"  # used when a manifest names no `default_variant`
-
 
 @dataclass
 class Result:
@@ -63,7 +61,7 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, variant: str | None = None, num_threads: int | None = None,
                  backend: str | None = None, max_pixels: int = MAX_PIXELS):
-        variant = variant or bundle.manifest.get("default_variant", DEFAULT_VARIANT)
+        variant = variant or bundle.default_variant
         info = bundle.variants.get(variant)
         if info is None:
             raise BundleError(f"variant {variant!r} not in bundle; it has: {', '.join(bundle.variants)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import shutil
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,13 +17,15 @@ from dermedge import __version__
 from dermedge.datasets import Sample, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.splits import read_split_csv
-from edge_runtime.bundle import SCHEMA_VERSION, file_record, write_manifest
+from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, pick_default_variant,
+                                 write_manifest)
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.labels import HAM10000_CLASSES, HAM10000_NAMES, MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from export import coreml, optimize, tflite
-from export.formats import DEFAULT_VARIANT, Variant, select_variants
-from export.keras_io import flatten_classifier, load_model
+from export.formats import Variant, select_variants
+from export.keras_io import flatten_classifier
+from train.models import load_trained_model
 from export.validate import classifier_figures, segmenter_figures
 from train.tf_env import tensorflow
 
@@ -200,8 +201,8 @@ def export_bundle(config: ExportConfig) -> dict:
     tf = tensorflow()
     tf.keras.utils.set_random_seed(config.seed)
     variants = select_variants(config.variants)
-    models = {"segmenter": load_model(config.segmenter, "segmenter"),
-              "classifier": load_model(config.classifier, "classifier")}
+    models = {"segmenter": load_trained_model(config.segmenter, "segmenter"),
+              "classifier": load_trained_model(config.classifier, "classifier")}
     cls_run, seg_run = Path(config.classifier).parent, Path(config.segmenter).parent
     cls_config, seg_config = _read_json(cls_run / "config.json"), _read_json(seg_run / "config.json")
     num_classes = models["classifier"].output_shape[-1]
@@ -224,13 +225,9 @@ def export_bundle(config: ExportConfig) -> dict:
                                          data.cls_test.targets, labels),
     }
 
-    out = Path(config.out)
-    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise DermedgeError(f"{out} is not empty and not a bundle: choose a new --out folder")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = empty_bundle_folder(Path(config.out))
     transforms = _Transforms(config, data, num_classes)
-    manifest_variants, failures, gzip_sizes = {}, [], {}
+    manifest_variants, failures = {}, []
     for variant in variants:
         console.print(f"exporting [bold]{variant.name}[/]: {variant.description}")
         files, metrics = {}, {}
@@ -243,7 +240,6 @@ def export_bundle(config: ExportConfig) -> dict:
             files[role] = file_record(out, path)
             if variant.format == "tflite":
                 files[role]["gzip_bytes"] = len(gzip.compress(path.read_bytes(), 9))
-                gzip_sizes[(variant.name, role)] = files[role]["gzip_bytes"]
             failures += _below_floor(variant.name, role, metrics[role], config.agreement_floor)
         entry = {"format": variant.format, "quantization": variant.quantization,
                  "transform": variant.transform, "description": variant.description,
@@ -269,7 +265,7 @@ def export_bundle(config: ExportConfig) -> dict:
                        "normalization": "x / 127.5 - 1, inside the model", "output": "softmax over labels"},
         "crop_margin": margin,
         "thresholds": {"mask": 0.5, "malignant": 0.5},
-        "default_variant": DEFAULT_VARIANT if DEFAULT_VARIANT in manifest_variants else next(iter(manifest_variants)),
+        "default_variant": pick_default_variant(manifest_variants),
         "variants": manifest_variants,
         "keras_reference": keras_metrics,
         "validation": {"split": "test", "images": len(data.cls_test.kept),

@@ -33,7 +33,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("coreml-palette6", "coreml", "palette6", None, "Core ML, 6-bit palettized weights"),
 )
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
-DEFAULT_VARIANT = "int8"
 
 
 def select_variants(names: str | None) -> list[Variant]:

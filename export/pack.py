@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from dermedge.errors import DermedgeError
-from edge_runtime.bundle import MANIFEST, load_bundle, write_manifest
-from export.formats import DEFAULT_VARIANT, VARIANTS
+from edge_runtime.bundle import empty_bundle_folder, load_bundle, pick_default_variant, write_manifest
+from export.formats import VARIANTS
 
 GROUPS = {"tflite": [v.name for v in VARIANTS if v.format == "tflite"],
           "coreml": [v.name for v in VARIANTS if v.format == "coreml"]}
@@ -33,10 +33,7 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
     out = Path(out)
     if out.resolve() == Path(source).resolve():
         raise DermedgeError("--out must differ from --bundle")
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise DermedgeError(f"{out} is not empty and not a bundle: choose a new --out folder")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    empty_bundle_folder(out)
     manifest = dict(bundle.manifest)
     manifest["variants"] = {name: bundle.variants[name] for name in bundle.variants if name in wanted}
     for name, variant in manifest["variants"].items():
@@ -45,10 +42,8 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
             target = out / record["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source_path.is_dir() else shutil.copy2)(source_path, target)
-    default = default_variant or manifest.get("default_variant")
-    if default not in manifest["variants"]:
-        default = DEFAULT_VARIANT if DEFAULT_VARIANT in manifest["variants"] else next(iter(manifest["variants"]))
-    manifest["default_variant"] = default
+    manifest["default_variant"] = pick_default_variant(manifest["variants"],
+                                                       default_variant or manifest.get("default_variant"))
     manifest["packed_from"] = {"variants": list(manifest["variants"]), "of": list(bundle.variants)}
     write_manifest(out, manifest)
     return manifest

@@ -52,6 +52,11 @@ def convert(model, quantization: str, representative: Callable[[], Iterable] | N
     return converter.convert(), {}
 
 
+def _debug_dataset(representative: Callable[[], Iterable]) -> Callable[[], Iterable]:
+    """The first DEBUG_IMAGES samples of the representative set, as the debugger wants them."""
+    return lambda: itertools.islice(representative(), DEBUG_IMAGES)
+
+
 def quantization_errors(converter, representative: Callable[[], Iterable]) -> list[dict]:
     """Per-tensor int8 error from TFLite's QuantizationDebugger, worst first.
 
@@ -59,8 +64,8 @@ def quantization_errors(converter, representative: Callable[[], Iterable]) -> li
     scale (in quantization steps), which compares layers of different ranges fairly.
     """
     tf = tensorflow()
-    debug_data = lambda: itertools.islice(representative(), DEBUG_IMAGES)  # noqa: E731
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter,
+                                                         debug_dataset=_debug_dataset(representative))
     debugger.run()
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
@@ -79,9 +84,8 @@ def _mixed_int8(converter, representative, float_layers: int) -> tuple[bytes, di
     tf = tensorflow()
     errors = quantization_errors(converter, representative)
     worst = [r["tensor"] for r in errors[:float_layers]]
-    debug_data = lambda: itertools.islice(representative(), DEBUG_IMAGES)  # noqa: E731
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=debug_data,
+        converter=converter, debug_dataset=_debug_dataset(representative),
         debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst))
     rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
     return debugger.get_nondebug_quantized_model(), {"float_layers": rounded[:float_layers],

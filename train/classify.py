@@ -181,7 +181,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                  bn_momentum=config.bn_momentum,
                                  pretrained=bool(config.backbone_weights or config.init_from))
         if config.init_from:
-            model.set_weights(_continue_from(tf, Path(config.init_from), k, config.input_size).get_weights())
+            model.set_weights(_continue_from(Path(config.init_from), k, config.input_size).get_weights())
 
     imbalance = config.imbalance
     report: dict = {"classes": list(classes)}
@@ -227,17 +227,14 @@ def train_classifier(config: ClassifyConfig) -> dict:
     return report
 
 
-def _continue_from(tf, path: Path, num_classes: int, input_size: int):
+def _continue_from(path: Path, num_classes: int, input_size: int):
     """A classifier saved by an earlier run, whose weights start a warm restart of the schedule.
 
     Only the weights are taken: the model is rebuilt from the current options (e.g. trainable
     BatchNorm), which must describe the same architecture."""
-    if not path.is_file():
-        raise DermedgeError(f"--init-from {path}: no such model file")
-    try:
-        model = tf.keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a file that is not a model
-        raise DermedgeError(f"--init-from {path} is not a loadable Keras model ({type(exc).__name__})") from exc
+    from train.models import load_trained_model
+
+    model = load_trained_model(path, "classifier")
     names = {layer.name for layer in model.layers}
     if not {"backbone", "pool"} <= names or model.output_shape[-1] != num_classes \
             or model.input_shape[1] != input_size:
