@@ -15,7 +15,7 @@ from rich.table import Table
 
 from dermedge import __version__
 from dermedge.batch import stdout_console
-from dermedge.errors import DermedgeError
+from dermedge.errors import DermedgeError, missing_extra
 from edge_runtime.bundle import BundleError
 from edge_runtime.image_io import ImageError
 
@@ -170,10 +170,14 @@ def export_command(
     validation_images: int = typer.Option(0, "--validation-images", help="Held-out images to check against Keras (0 = whole test split)."),
     sparsity: float = typer.Option(0.5, "--sparsity", help="Target sparsity of pruned-int8."),
     fine_tune_epochs: int = typer.Option(2, "--fine-tune-epochs", help="Pruning fine-tune epochs."),
-    qat_epochs: int = typer.Option(1, "--qat-epochs", help="Quantization-aware fine-tune epochs."),
+    qat_epochs: int = typer.Option(2, "--qat-epochs", help="Quantization-aware fine-tune epochs."),
+    float_layers: int = typer.Option(3, "--float-layers", min=0, help="int8-mixed: keep this many of the "
+                                     "worst-quantized tensors (QuantizationDebugger scaled RMSE) in float."),
     fine_tune_images: int = typer.Option(0, "--fine-tune-images", help="Training images for fine-tuning (0 = all)."),
     agreement_floor: float = typer.Option(0.9, "--agreement-floor", help="Fail if top-1 agreement or mask Dice vs Keras is below."),
     zip_bundle: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit temperature, malignant "
+                                   "threshold and 'uncertain' floor per TFLite variant on the validation split."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Prune, quantize and convert the trained models to TFLite and Core ML, check every export
@@ -184,8 +188,9 @@ def export_command(
         segmenter=str(segmenter), classifier=str(classifier), out=str(out), variants=variants,
         split=str(split) if split else None, data_root=str(data_root) if data_root else None,
         representative=representative, validation_images=validation_images, sparsity=sparsity,
-        fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, fine_tune_images=fine_tune_images,
-        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed,
+        fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, float_layers=float_layers,
+        fine_tune_images=fine_tune_images,
+        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed, calibrate=calibrate,
     ))
 
 
@@ -254,12 +259,16 @@ VariantOpt = typer.Option(None, "--variant", help="Bundle variant to run (defaul
 ThreadsOpt = typer.Option(None, "--threads", help="Interpreter threads (default: LiteRT's choice).")
 
 
-def _pipeline(bundle: Optional[Path], variant: Optional[str], threads: Optional[int]):
+TtaOpt = typer.Option(False, "--tta", help="Test-time augmentation: classify each crop's flips and a quarter "
+                                          "turn and average (4x the classifier's time).")
+
+
+def _pipeline(bundle: Optional[Path], variant: Optional[str], threads: Optional[int], tta: bool = False):
     from edge_runtime.pipeline import Pipeline
 
-    pipeline = Pipeline.load(bundle, variant, threads)
-    console.print(f"bundle {pipeline.bundle.root}, variant {pipeline.variant}, backend {pipeline.backend}",
-                  highlight=False, soft_wrap=True)
+    pipeline = Pipeline.load(bundle, variant, threads, tta=tta)
+    console.print(f"bundle {pipeline.bundle.root}, variant {pipeline.variant}{' with TTA' if tta else ''}, "
+                  f"backend {pipeline.backend}", highlight=False, soft_wrap=True)
     return pipeline
 
 
@@ -274,11 +283,12 @@ def predict_command(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per image."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated images."),
     example: bool = typer.Option(False, "--example", help="Run on a drawn synthetic lesion (no data needed)."),
+    tta: bool = TtaOpt,
 ) -> None:
     """Segment, crop and classify images with the edge runtime (no TensorFlow needed)."""
     from dermedge.predict import predict_example, predict_files
 
-    pipeline = _pipeline(bundle, variant, threads)
+    pipeline = _pipeline(bundle, variant, threads, tta)
     if example:
         predict_example(pipeline, json_out, overlay)
     elif not paths:
@@ -322,19 +332,212 @@ def evaluate_classify(
     threads: Optional[int] = ThreadsOpt,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for confusion, ROC and reliability plots."),
+    tta: bool = TtaOpt,
 ) -> None:
     """The whole two-stage pipeline as deployed (U-Net crops), scored against labels."""
     from dermedge.evaluate import evaluate_classification
 
-    pipeline = _pipeline(bundle, variant, threads)
+    pipeline = _pipeline(bundle, variant, threads, tta)
     metrics = evaluate_classification(pipeline, images, labels, split, console, plots)
     if "balanced_accuracy" in metrics:
         shown = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
         extra = {f"{view} {k}": metrics[view][k] for view in ("melanoma", "malignant") if view in metrics
                  for k in ("auc", "sensitivity", "specificity")}
+        extra["malignant threshold"] = metrics["malignant_threshold"]
+        extra["ECE without calibration"] = metrics["calibration"]["ece_uncalibrated"]
+        extra["inconclusive rate"] = metrics["inconclusive"]["rate"]
+        extra["balanced_accuracy of conclusive"] = metrics["inconclusive"]["conclusive"]["balanced_accuracy"]
     else:
         shown, extra = ("n", "auc", "sensitivity", "specificity"), {}
     _show_metrics(metrics, shown, json_out, extra)
+
+
+@app.command("benchmark")
+@friendly_errors
+def benchmark_command(
+    bundle: Optional[Path] = BundleOpt,
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list of variants (and/or keras); default all."),
+    threads: str = typer.Option("1", "--threads", help="Thread counts to time, comma separated, e.g. 1,2."),
+    runs: int = typer.Option(200, "--runs", min=1, help="Timed images per variant and thread count."),
+    warmup: int = typer.Option(20, "--warmup", min=0, help="Untimed images per variant first."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Labelled image folder (accuracy columns and "
+                                          "latency inputs; default: drawn lesions, no accuracy)."),
+    masks: Optional[Path] = typer.Option(None, "--masks", help="Mask folder for Dice/IoU."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="HAM10000 metadata, ISIC one-hot or split.csv."),
+    split: Optional[str] = SplitOpt,
+    limit: int = typer.Option(0, "--limit", min=0, help="Score only the first N labelled images (0 = all)."),
+    keras: bool = typer.Option(True, "--keras/--no-keras", help="Time the Keras float originals as the baseline "
+                               "(needs the [train] extra)."),
+    keras_segmenter: Path = typer.Option(Path("runs/segment/segmenter.keras"), "--keras-segmenter"),
+    keras_classifier: Path = typer.Option(Path("runs/classify/classifier.keras"), "--keras-classifier"),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure load time and peak memory per "
+                                "variant in child processes."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Comma list of variants to run also with test-time "
+                                      "augmentation (rows <variant>+tta)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the tables as Markdown."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for accuracy_vs_size.png and latency.png."),
+) -> None:
+    """Latency, size and accuracy of every bundle variant side by side, against the Keras originals."""
+    import json
+
+    from dermedge.benchmark import BenchmarkConfig, run_benchmark
+    from dermedge.benchmark_report import machine_line, markdown, plot, quantization_lines, rich_tables
+
+    try:
+        thread_counts = tuple(sorted({int(t) for t in threads.split(",") if t.strip()}))
+    except ValueError:
+        raise DermedgeError(f"--threads takes whole numbers separated by commas, got {threads!r}") from None
+    if not thread_counts or min(thread_counts) < 1:
+        raise DermedgeError("--threads needs at least one count of 1 or more")
+    config = BenchmarkConfig(
+        bundle=bundle, variants=[v.strip() for v in variants.split(",")] if variants else None,
+        threads=thread_counts, runs=runs, warmup=warmup, images=images, masks=masks, labels=labels, split=split,
+        limit=limit, keras=keras, keras_segmenter=keras_segmenter, keras_classifier=keras_classifier, memory=memory,
+        tta=[v.strip() for v in tta.split(",") if v.strip()] if tta else [],
+    )
+    result = run_benchmark(config, console)
+    out = stdout_console()
+    out.print(machine_line(result), highlight=False)
+    for table in rich_tables(result):
+        out.print(table)
+    for line in quantization_lines(result):
+        out.print(line, highlight=False)
+    if result["skipped"]:
+        console.print(f"[yellow]{len(result['skipped'])} image(s) skipped (listed in the JSON)[/]")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown_out:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(markdown(result))
+    if plots:
+        for path in plot(result, plots):
+            console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("stream")
+@friendly_errors
+def stream_command(
+    source: str = typer.Option("0", "--source", help="Camera index, /dev/video* device, video file or stream URL."),
+    bundle: Optional[Path] = BundleOpt,
+    variant: Optional[str] = VariantOpt,
+    threads: Optional[int] = ThreadsOpt,
+    max_fps: Optional[float] = typer.Option(None, "--max-fps", min=0.1, help="Analyse at most this many frames "
+                                            "a second (the newest frame wins; saves power)."),
+    realtime: bool = typer.Option(False, "--realtime/--fast", help="Video files: play at the file's fps, dropping "
+                                  "frames like a camera, instead of analysing every frame as fast as possible."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Also write every event here, one JSON object "
+                                         "per line."),
+    stdout_format: str = typer.Option("json", "--stdout", help="Events on stdout: json (one object per line), "
+                                      "text, or none."),
+    frame_every: float = typer.Option(1.0, "--frame-every", min=0, help="Seconds between frame events "
+                                      "(0: every frame)."),
+    no_frame_events: bool = typer.Option(False, "--no-frame-events", help="Only alerts, source notices, summary."),
+    show: bool = typer.Option(False, "--show", help="Preview window when a display exists (q stops)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Write the annotated video (.mp4 or .avi)."),
+    best: Path = typer.Option(Path("stream_best.jpg"), "--best", help="Where the sharpest analysed frame is "
+                              "saved with its overlay."),
+    alert_k: int = typer.Option(3, "--alert-k", min=1, help="Refer when K of the last N good frames of a lesion..."),
+    alert_n: int = typer.Option(5, "--alert-n", min=1, help="...reach the malignant threshold."),
+    alert_threshold: Optional[float] = typer.Option(None, "--alert-threshold", min=0, max=1,
+                                                    help="Default: the bundle's malignant threshold."),
+    min_sharpness: Optional[float] = typer.Option(None, "--min-sharpness", min=0, help="Blur gate: variance of "
+                                                  "the Laplacian at 200 px (default 6, set on HAM10000)."),
+    retries: int = typer.Option(5, "--retries", min=0, help="Retries of a camera that stops delivering "
+                                "(0.25 s, doubling) before giving up."),
+) -> None:
+    """Screen live dermatoscope video: quality gate, pipeline and a K-of-N referral alert, as JSON events."""
+    from dataclasses import replace
+
+    from dermedge.stream import screen
+    from edge_runtime.alerts import AlertPolicy
+    from edge_runtime.capture import Backoff
+    from edge_runtime.quality import QualityThresholds
+    from edge_runtime.stream import StreamConfig
+
+    quality = QualityThresholds()
+    config = StreamConfig(
+        quality=quality if min_sharpness is None else replace(quality, min_sharpness=min_sharpness),
+        alerts=AlertPolicy(threshold=alert_threshold, k=alert_k, n=alert_n), max_fps=max_fps, pace=realtime,
+        frame_every=None if no_frame_events else frame_every, backoff=Backoff(attempts=retries), best_frame=best,
+    )
+    pipeline = _pipeline(bundle, variant, threads)
+    summary = screen(pipeline, source, config, console, jsonl, stdout_format, show, record)
+    if summary["error"]:
+        console.print(f"[bold red]error:[/] {escape(summary['error'])}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+@app.command("calibrate")
+@friendly_errors
+def calibrate_command(
+    bundle: Path = typer.Option(Path("bundle"), "--bundle", help="Bundle folder whose manifest gets the calibration."),
+    images: Path = typer.Option(..., "--images", help="Image folder."),
+    labels: Path = typer.Option(Path("runs/classify/split.csv"), "--labels", help="Labelled CSV; a split.csv is "
+                                "filtered to --split."),
+    split: str = typer.Option("val", "--split", help="Split to fit on (never the one you report on)."),
+    sensitivity: float = typer.Option(0.90, "--sensitivity", min=0.01, max=1.0, help="Malignant sensitivity the "
+                                      "threshold must reach on the fit data."),
+    coverage: float = typer.Option(0.95, "--coverage", min=0.01, max=1.0, help="Share of images that keep an "
+                                   "answer; the least confident rest is 'uncertain'."),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list (default: every TFLite variant)."),
+    threads: Optional[int] = ThreadsOpt,
+) -> None:
+    """Fit temperature scaling, the malignant operating point and the 'uncertain' confidence floor per
+    variant on held-out data, and store them in the bundle manifest (the runtime applies them)."""
+    try:
+        import scipy  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise missing_extra("eval", "scikit-learn and scipy") from exc
+    from dermedge.calibration import calibrate_bundle
+
+    found = calibrate_bundle(bundle, images, labels, split, sensitivity, coverage,
+                             [v.strip() for v in variants.split(",")] if variants else None, threads, console)
+    table = Table(title=f"calibration written to {bundle}/manifest.json (fitted on split {split!r})")
+    for column in ("variant", "images", "temperature", "ECE before", "ECE after", "malignant threshold",
+                   "sens. / spec.", "min confidence"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, c in found.items():
+        fit = c["on_fit_data"]
+        table.add_row(name, str(c["fitted_on"]["images"]), f"{c['temperature']:.3f}", f"{fit['ece_before']:.4f}",
+                      f"{fit['ece_after']:.4f}", f"{c['malignant_threshold']:.3f}",
+                      f"{fit['malignant_sensitivity']:.3f} / {fit['malignant_specificity']:.3f}",
+                      f"{c['min_confidence']:.3f}")
+    stdout_console().print(table)
+
+
+@app.command("explain")
+@friendly_errors
+def explain_command(
+    image: Path = typer.Argument(..., help="Image to explain."),
+    classifier: Path = typer.Option(Path("runs/classify/classifier.keras"), "--classifier",
+                                    help="The Keras classifier the bundle was exported from."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Panel PNG to write (default: <image>.gradcam.png here)."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Class to explain (default: the predicted one)."),
+    bundle: Optional[Path] = BundleOpt,
+    variant: Optional[str] = VariantOpt,
+) -> None:
+    """Grad-CAM of the classifier on the lesion crop the pipeline cuts: the photo with the crop box,
+    beside the crop with the heatmap of the evidence for the class."""
+    try:
+        from train.explain import explain
+    except ImportError as exc:
+        raise missing_extra("train", "TensorFlow") from exc
+    from edge_runtime.image_io import read_image
+    from edge_runtime.overlay import write_rgb
+
+    try:
+        picture = read_image(image)
+    except ImageError as exc:
+        raise DermedgeError(f"{image}: {exc}") from None
+    found = explain(picture, classifier, bundle, variant, class_name)
+    out = out or Path(f"{image.stem}.gradcam.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_rgb(out, found["panel"])
+    stdout_console().print(f"{image.name}: Grad-CAM for {found['class']} (p = {found['probability']:.3f}, Keras "
+                           f"classifier) -> {out}", highlight=False)
 
 
 def _show_metrics(metrics: dict, keys: tuple[str, ...], json_out: Optional[Path], extra: dict | None = None) -> None:

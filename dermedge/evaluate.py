@@ -115,10 +115,12 @@ def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, spli
     located = _locate(table.ids, images_by_stem(Path(images)), Path(images), skipped)
     target_by_id = dict(zip(table.ids, table.targets))
     target_of = {path: target_by_id[image_id] for image_id, path in located}
-    probs, targets, lesions = [], [], 0
+    probs, raw, targets, reasons, lesions = [], [], [], [], 0
     for path, _, result in run_pipeline(pipeline, list(target_of), skipped, console, "evaluating"):
         probs.append([result.probabilities[c] for c in classes])
+        raw.append([result.raw_probabilities[c] for c in classes])
         targets.append(target_of[path])
+        reasons.append(result.inconclusive_reason)
         lesions += result.lesion_found
     if not probs:
         raise DermedgeError("no image could be evaluated: " + "; ".join(r for _, r in skipped.files[:3]))
@@ -132,11 +134,39 @@ def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, spli
         metrics = classification_metrics(y, probs, classes, frozenset(pipeline.malignant_labels),
                                          pipeline.malignant_threshold)
         metrics["malignant_threshold"] = pipeline.malignant_threshold
+        metrics.update(trust_metrics(y, probs, np.asarray(raw, np.float32), reasons, pipeline))
         if plots:
             _classification_plots(metrics, y, probs, classes, pipeline, Path(plots))
     metrics["lesion_found_fraction"] = lesions / len(probs)
     metrics["skipped"] = skipped.as_list()
     return {**base, **metrics}
+
+
+def trust_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, reasons: list[str | None],
+                  pipeline: Pipeline) -> dict:
+    """Calibration (ECE of the model's own and of the calibrated probabilities), the inconclusive
+    answers by reason with the accuracy of the rest, and the coverage-accuracy curve."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from dermedge.calibration import coverage_curve
+    from dermedge.metrics import expected_calibration_error
+
+    conclusive = np.array([r is None for r in reasons])
+    by_reason: dict[str, int] = {}
+    for reason in reasons:
+        if reason is not None:
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+    correct = probs.argmax(1) == y
+    kept = {"n": int(conclusive.sum()), "accuracy": float(correct[conclusive].mean()) if conclusive.any() else None,
+            "balanced_accuracy": float(balanced_accuracy_score(y[conclusive], probs[conclusive].argmax(1)))
+            if conclusive.any() else None}
+    return {
+        "calibration": {"temperature": pipeline.temperature, "ece_uncalibrated": expected_calibration_error(raw, y),
+                        "ece_calibrated": expected_calibration_error(probs, y)},
+        "inconclusive": {"rate": float(1 - conclusive.mean()), "by_reason": by_reason,
+                         "min_confidence": pipeline.min_confidence, "conclusive": kept},
+        "coverage_curve": coverage_curve(probs.max(1), correct),
+    }
 
 
 def _binary_metrics(truth: np.ndarray, probs: np.ndarray, classes, pipeline: Pipeline, column: str) -> dict:
@@ -153,7 +183,7 @@ def _binary_metrics(truth: np.ndarray, probs: np.ndarray, classes, pipeline: Pip
 
 
 def _classification_plots(metrics: dict, y, probs, classes, pipeline: Pipeline, out: Path) -> None:
-    from dermedge.reports import plot_confusion, plot_reliability, plot_roc
+    from dermedge.reports import plot_confusion, plot_coverage, plot_reliability, plot_roc
 
     out.mkdir(parents=True, exist_ok=True)
     name = f"{pipeline.variant} pipeline"
@@ -162,6 +192,8 @@ def _classification_plots(metrics: dict, y, probs, classes, pipeline: Pipeline, 
     plot_roc(y, probs, classes, out / "roc.png", f"{name}: macro AUC {metrics['macro_auc']:.3f}",
              frozenset(pipeline.malignant_labels))
     plot_reliability(y, probs, out / "reliability.png", f"{name}: ECE {metrics['ece']:.3f}")
+    plot_coverage(metrics["coverage_curve"], out / "coverage.png",
+                  f"{name}: accuracy of the answers kept", pipeline.min_confidence)
 
 
 def evaluate_segmentation(pipeline: Pipeline, images: Path, masks: Path, labels: Path | None,

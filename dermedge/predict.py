@@ -28,13 +28,15 @@ def _record(path: str, result: Result) -> dict:
 
 def _table(records: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for column in ("image", "label", "conf.", "malignant p", "lesion", "ms"):
-        table.add_column(column, justify="left" if column in ("image", "label") else "right")
+    for column in ("image", "label", "conf.", "malignant p", "lesion", "inconclusive", "ms"):
+        table.add_column(column, justify="left" if column in ("image", "label", "inconclusive") else "right")
     for r in records[:TABLE_ROWS]:
         colour = "red" if r["malignant"] else "green"
         table.add_row(Path(r["path"]).name, r["label"], f"{r['confidence']:.2f}",
                       f"[{colour}]{r['malignant_probability']:.2f}[/]",
-                      "yes" if r["lesion_found"] else "[yellow]none found[/]", f"{r['latency_ms']['total']:.1f}")
+                      "yes" if r["lesion_found"] else "[yellow]none found[/]",
+                      f"[yellow]{r['inconclusive_reason']}[/]" if r["inconclusive_reason"] else "",
+                      f"{r['latency_ms']['total']:.1f}")
     if len(records) > TABLE_ROWS:
         table.caption = f"first {TABLE_ROWS} of {len(records)} images; all are in --json/--csv"
     return table
@@ -54,11 +56,13 @@ def _write_csv(target: Path, records: list[dict], labels: tuple[str, ...]) -> No
     with open(target, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "confidence", "malignant_probability", "malignant", "lesion_found",
-                         "box", "lesion_area_fraction", "total_ms", *(f"p_{k}" for k in labels)])
+                         "box", "lesion_area_fraction", "inconclusive_reason", "total_ms",
+                         *(f"p_{k}" for k in labels)])
         for r in records:
             writer.writerow([r["path"], r["label"], r["confidence"], r["malignant_probability"], r["malignant"],
                              r["lesion_found"], " ".join(map(str, r["box"] or [])), r["lesion_area_fraction"],
-                             r["latency_ms"]["total"], *(r["probabilities"][k] for k in labels)])
+                             r["inconclusive_reason"] or "", r["latency_ms"]["total"],
+                             *(r["probabilities"][k] for k in labels)])
 
 
 def _overlay_path(folder: Path, path: Path, used: set[str]) -> Path:

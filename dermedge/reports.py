@@ -126,3 +126,28 @@ def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, path: Path, 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_coverage(curve: list[dict], path: Path, title: str, min_confidence: float | None = None) -> None:
+    """Accuracy of the answers kept against the share of images answered (the rest withheld as
+    uncertain, least confident first), with the operating point the bundle uses marked."""
+    plt = _pyplot()
+    coverage = [c["coverage"] for c in curve]
+    accuracy = [c["accuracy"] for c in curve]
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    ax.plot(coverage, accuracy, marker="o", ms=3)
+    if min_confidence:
+        kept = [c for c in curve if c["min_confidence"] >= min_confidence]
+        if kept:
+            point = kept[-1]
+            ax.scatter([point["coverage"]], [point["accuracy"]], color="red", zorder=3,
+                       label=f"min confidence {min_confidence:.2f}")
+            ax.legend(fontsize=8, loc="lower left")
+    ax.invert_xaxis()
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("accuracy of the answers kept")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -141,21 +141,69 @@ def load_bundle(root: Path | str | None = None) -> Bundle:
         raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict):
         raise BundleError(f"{manifest_path}: the manifest must be a JSON object")
+    validate_manifest(manifest, str(manifest_path))
+    return Bundle(root, manifest, archive)
+
+
+def validate_manifest(manifest: dict, where: str = MANIFEST) -> None:
+    """Check the manifest against schema 1, naming the field at fault.
+
+    Hand-written rather than `jsonschema`: that library pulls a compiled dependency onto the device
+    for forty lines of checks. Fields a newer export adds are allowed; missing or mistyped ones
+    the runtime reads are not.
+    """
+
+    def fail(field: str, problem: str):
+        raise BundleError(f"{where}: {field} {problem}")
+
+    def number(field: str, value, low: float, high: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            fail(field, f"must be a number in [{low}, {high}], got {value!r}")
+
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
-        raise BundleError(f"{manifest_path}: missing field(s) {', '.join(missing)}")
+        fail("missing field(s)", ", ".join(missing))
     if manifest["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(f"{manifest_path}: schema_version {manifest['schema_version']} is not "
-                          f"supported (this dermedge reads {SCHEMA_VERSION})")
-    for name, variant in manifest["variants"].items():
+        fail("schema_version", f"{manifest['schema_version']!r} is not supported (this dermedge reads {SCHEMA_VERSION})")
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        fail("labels", "must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        fail("labels", "has duplicates")
+    malignant = manifest["malignant_labels"]
+    if not isinstance(malignant, list) or not set(malignant) <= set(labels):
+        fail("malignant_labels", f"must be a list of names from labels, got {malignant!r}")
+    for model in ("segmenter", "classifier"):
+        size = manifest[model].get("input_size") if isinstance(manifest[model], dict) else None
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(d, int) and d > 0 for d in size)):
+            fail(f"{model}.input_size", f"must be [height, width] in pixels, got {size!r}")
+    number("crop_margin", manifest["crop_margin"], 0.0, 1.0)
+    thresholds = manifest["thresholds"]
+    if not isinstance(thresholds, dict):
+        fail("thresholds", "must be an object with mask and malignant")
+    for key in ("mask", "malignant"):
+        number(f"thresholds.{key}", thresholds.get(key), 0.0, 1.0)
+    variants = manifest["variants"]
+    if not isinstance(variants, dict) or not variants:
+        fail("variants", "must be a non-empty object of variant name -> files")
+    for name, variant in variants.items():
+        if not isinstance(variant, dict) or not isinstance(variant.get("format"), str):
+            fail(f"variants.{name}.format", "is missing")
         for model in ("segmenter", "classifier"):
-            record = variant.get("files", {}).get(model)
-            if not record or not {"path", "bytes", "sha256"} <= set(record):
-                raise BundleError(f"{manifest_path}: variants.{name}.files.{model} needs path, bytes, sha256")
-            if not _is_inside(record["path"]):
-                raise BundleError(f"{manifest_path}: variants.{name}.files.{model}.path "
-                                  f"{record['path']!r} leaves the bundle")
-    return Bundle(root, manifest, archive)
+            record = (variant.get("files") or {}).get(model)
+            field = f"variants.{name}.files.{model}"
+            if not isinstance(record, dict) or not {"path", "bytes", "sha256"} <= set(record):
+                fail(field, "needs path, bytes, sha256")
+            if not isinstance(record["path"], str) or not _is_inside(record["path"]):
+                fail(f"{field}.path", f"{record['path']!r} leaves the bundle")
+            if isinstance(record["bytes"], bool) or not isinstance(record["bytes"], int) or record["bytes"] < 0:
+                fail(f"{field}.bytes", f"must be a byte count, got {record['bytes']!r}")
+            digest = record["sha256"]
+            if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+                fail(f"{field}.sha256", "must be 64 lowercase hex digits")
+    default = manifest.get("default_variant")
+    if default is not None and default not in variants:
+        fail("default_variant", f"{default!r} is not one of the variants ({', '.join(variants)})")
 
 
 def pick_default_variant(variants, preferred: str | None = None) -> str:

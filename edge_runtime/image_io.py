@@ -61,7 +61,10 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     size = header_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageError(f"image is {size[0]}x{size[1]}, over the {max_pixels:,}-pixel limit")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # OpenCV asserts on some corrupt headers (found by tests/test_fuzz_images.py)
+        raise ImageError("not a readable image (OpenCV refused its header)") from None
     if image is None or image.size == 0:
         raise ImageError("not a readable image (unknown format or corrupt data)")
     if image.shape[0] * image.shape[1] > max_pixels:

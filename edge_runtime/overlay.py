@@ -27,10 +27,17 @@ def draw_overlay(image: np.ndarray, result: Result) -> np.ndarray:
     text = f"{result.label} {result.confidence:.0%}  malignant {result.malignant_probability:.0%}"
     if not result.lesion_found:
         text += "  (no lesion found: whole image)"
-    font_scale = 0.45 * max(scale, 0.6)
+    return draw_banner(canvas, text, colour)
+
+
+def draw_banner(canvas: np.ndarray, text: str, colour: tuple[int, int, int], line: int = 0) -> np.ndarray:
+    """Write one line of text on a black band at the top of `canvas` (in place; `line` 1 is the
+    band below the first), sized to the image like the overlay's lines."""
+    font_scale = 0.45 * max(max(canvas.shape[:2]) / 400.0, 0.6)
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-    cv2.rectangle(canvas, (0, 0), (min(w + 8, canvas.shape[1]), h + base + 8), (0, 0, 0), -1)
-    cv2.putText(canvas, text, (4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, 1, cv2.LINE_AA)
+    top = line * (h + base + 8)
+    cv2.rectangle(canvas, (0, top), (min(w + 8, canvas.shape[1]), top + h + base + 8), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (4, top + h + 4), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, 1, cv2.LINE_AA)
     return canvas
 
 

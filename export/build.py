@@ -17,7 +17,7 @@ from dermedge import __version__
 from dermedge.datasets import Sample, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.splits import read_split_csv
-from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, pick_default_variant,
+from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, load_bundle, pick_default_variant,
                                  write_manifest)
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.labels import HAM10000_CLASSES, HAM10000_NAMES, MALIGNANT_CLASSES
@@ -51,10 +51,12 @@ class ExportConfig:
     validation_images: int = 0
     sparsity: float = 0.5
     fine_tune_epochs: int = 2
-    qat_epochs: int = 1
+    qat_epochs: int = 2
+    float_layers: int = tflite.FLOAT_LAYERS  # int8-mixed: how many of the worst-quantized tensors stay in float
     fine_tune_images: int = 0
     batch_size: int = 32
     agreement_floor: float = 0.9
+    calibrate: bool = True  # fit temperature / operating point on the validation split (needs it)
     zip: bool = False
     seed: int = 0
 
@@ -92,6 +94,8 @@ class _Data:
                                 "classifier's training run) so export validates on held-out images")
         splits = read_split_csv(split_path)
         root = Path(config.data_root) if config.data_root else None
+        self.split_path = split_path
+        self.val = _remap(splits.get("val", []), root)  # for calibration, fitted after export
         test = _remap(_subset(splits["test"], config.validation_images, config.seed), root)
         train = _remap(splits["train"], root)
         missing = [s.image_path for s in test[:1] + train[:1] if not s.image_path.is_file()]
@@ -176,7 +180,9 @@ class _Transforms:
                 model = optimize.strip_pruning(pruned)
                 self.sparsity[role] = optimize.sparsity_report(model)
             elif transform == "qat":
-                model = optimize.quantization_aware(base)
+                # Activation ranges start from the representative images, not tfmot's -6..6.
+                calibration = self.data.seg_rep if role == "segmenter" else self.data.cls_rep
+                model = optimize.quantization_aware(base, calibration=calibration)
                 lr = 1e-4 if role == "segmenter" else 2e-5
                 _fine_tune(model, role, data, self.config.qat_epochs, self.config.batch_size, lr, [], self.k)
             else:
@@ -236,7 +242,8 @@ def export_bundle(config: ExportConfig) -> dict:
             if variant.transform:
                 model = transforms.model(variant.transform, role, models[role])
             path = out / f"{role}_{variant.name}{variant.suffix}"
-            metrics[role] = _export_one(variant, role, model, path, labels, sizes[role], data, reference[role])
+            metrics[role] = _export_one(variant, role, model, path, labels, sizes[role], data, reference[role],
+                                        config.float_layers)
             files[role] = file_record(out, path)
             if variant.format == "tflite":
                 files[role]["gzip_bytes"] = len(gzip.compress(path.read_bytes(), 9))
@@ -277,6 +284,8 @@ def export_bundle(config: ExportConfig) -> dict:
         "dataset": DATASET,
     }
     write_manifest(out, manifest)
+    if config.calibrate:
+        manifest = _calibrate(out, data)
     if config.zip:
         _zip_bundle(out)
     print_variant_table(manifest)
@@ -285,12 +294,27 @@ def export_bundle(config: ExportConfig) -> dict:
     return manifest
 
 
-def _export_one(variant: Variant, role: str, model, path: Path, labels, size: int, data: _Data, reference):
+def _calibrate(out: Path, data: "_Data") -> dict:
+    """Temperature, malignant operating point and 'uncertain' floor per TFLite variant, fitted on
+    the validation split through the deployed pipeline (`dermedge calibrate` does the same later)."""
+    from dermedge.calibration import calibrate_bundle
+
+    tflite_variants = [n for n, v in load_bundle(out).variants.items() if v["format"] == "tflite"]
+    if not data.val or not tflite_variants:
+        console.print("[yellow]no validation split or TFLite variant: the bundle is not calibrated[/]")
+        return load_bundle(out).manifest
+    console.print(f"calibrating {', '.join(tflite_variants)} on {len(data.val)} validation images")
+    calibrate_bundle(out, data.val[0].image_path.parent, data.split_path, "val", console=console)
+    return load_bundle(out).manifest
+
+
+def _export_one(variant: Variant, role: str, model, path: Path, labels, size: int, data: _Data, reference,
+                float_layers: int = tflite.FLOAT_LAYERS):
     if variant.format == "tflite":
         representative = data.seg_rep if role == "segmenter" else data.cls_rep
         content, conversion = tflite.convert(
             model, variant.quantization,
-            tflite.representative_from(representative) if representative is not None else None)
+            tflite.representative_from(representative) if representative is not None else None, float_layers)
         content = tflite.add_metadata(content, _tflite_metadata(role, labels, size))
         path.write_bytes(content)
         runner = TFLiteModel(content=content)

@@ -24,7 +24,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("dynamic", "tflite", "dynamic", None, "int8 weights, float activations (dynamic range)"),
     Variant("int8", "tflite", "int8", None, "full-integer post-training quantization, uint8 input"),
     Variant("int8-mixed", "tflite", "int8-mixed", None,
-            "int8, except the 3 tensors with the largest quantization error (QuantizationDebugger) kept in float"),
+            "int8, except the tensors with the largest quantization error (QuantizationDebugger; "
+            "--float-layers, default 3) kept in float"),
     Variant("pruned-int8", "tflite", "int8", "prune",
             "magnitude-pruned (polynomial schedule), fine-tuned, stripped, then full-integer"),
     Variant("qat-int8", "tflite", "int8", "qat", "quantization-aware fine-tuning, then full-integer"),

@@ -160,3 +160,39 @@ def test_mixed_int8_records_its_float_layers(bundle):
         assert len(float_layers) == 3
         worst = m[role]["conversion"]["worst_int8_layers"]
         assert [r["scaled_rmse"] for r in worst] == sorted((r["scaled_rmse"] for r in worst), reverse=True)
+
+
+def test_float_layers_option_sets_how_many_stay_in_float(tiny_runs, tmp_path):
+    result = _export(tiny_runs, tmp_path / "mixed1", "--variants", "int8-mixed", "--float-layers", "1")
+    assert result.exit_code == 0, result.output
+    m = load_bundle(tmp_path / "mixed1").manifest["variants"]["int8-mixed"]["metrics"]
+    assert [len(m[role]["conversion"]["float_layers"]) for role in ("segmenter", "classifier")] == [1, 1]
+
+
+def test_qat_calibration_covers_activations_beyond_six():
+    """tfmot starts activation ranges at -6..6; calibrated, a model whose activations reach the
+    hundreds must match its float original in inference mode before any fine-tuning."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    from export import optimize
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.ReLU()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(x))
+    images = np.random.default_rng(0).uniform(0, 255, (16, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    assert np.abs(expected).max() > 30  # far outside tfmot's initial -6..6
+
+    def relative_error(quantized):
+        return np.abs(quantized.predict(images, verbose=0) - expected).max() / np.abs(expected).max()
+
+    moving_average = quant_ops.MovingAvgQuantize
+    assert relative_error(optimize.quantization_aware(model, calibration=images)) < 0.05
+    assert quant_ops.MovingAvgQuantize is moving_average  # tfmot's own op is back
+    assert relative_error(optimize.quantization_aware(model)) > 0.5

@@ -88,7 +88,14 @@ def test_evaluate_segment_and_classify(tiny_bundle, ham_dir, tmp_path):
     assert {"accuracy", "balanced_accuracy", "macro_auc", "ece", "per_class", "melanoma", "malignant"} <= set(cls)
     assert set(cls["per_class"]["mel"]) == {"precision", "recall", "f1", "auc", "support"}
     assert set(cls["malignant"]) == {"auc", "sensitivity", "specificity"}
-    assert {p.name for p in plots.iterdir()} == {"confusion.png", "roc.png", "reliability.png"}
+    assert {p.name for p in plots.iterdir()} == {"confusion.png", "roc.png", "reliability.png", "coverage.png"}
+    # The trust figures: calibration, inconclusive answers by reason, the coverage curve.
+    assert {"ece_uncalibrated", "ece_calibrated", "temperature"} <= set(cls["calibration"])
+    inconclusive = cls["inconclusive"]
+    assert sum(inconclusive["by_reason"].values()) == round(inconclusive["rate"] * cls["n"])
+    assert inconclusive["conclusive"]["n"] == cls["n"] - sum(inconclusive["by_reason"].values())
+    curve = cls["coverage_curve"]
+    assert curve[0]["coverage"] == 1.0 and curve[0]["accuracy"] == pytest.approx(cls["accuracy"], abs=1e-4)
 
 
 def test_evaluate_binary_labels(tiny_bundle, ham_dir, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dermedge.errors import DermedgeError
 from train.tf_env import tensorflow
 
@@ -160,3 +162,44 @@ def check_shapes(model, role: str, path: Path | str = "model") -> None:
     if role == "classifier" and len(out_shape) != 2:
         raise DermedgeError(f"{path}: a classifier must output (batch, classes), got {out_shape}; "
                             "is this the segmenter?")
+
+
+class KerasModel:
+    """A Keras model behind the edge runtime's model interface (`run`, `input_size`, `output_size`),
+    so `edge_runtime.Pipeline.from_models` runs the float originals through the very same
+    resize -> mask -> crop code as the TFLite exports (the benchmark's baseline rows).
+
+    `call` is how Keras is asked for one image: "predict" (`model.predict`, the documented inference
+    API most projects use, with its per-call overhead) or "graph" (one compiled `tf.function`, the
+    fastest float path TensorFlow offers). The benchmark reports both, so a speed-up is never quoted
+    against a strawman alone.
+    """
+
+    CALLS = ("predict", "graph")
+
+    def __init__(self, model, call: str = "graph"):
+        if call not in self.CALLS:
+            raise ValueError(f"call must be one of {self.CALLS}, got {call!r}")
+        tf = tensorflow()
+        self.model, self.call, self._tf = model, call, tf
+        self.backend = f"keras ({call})"
+        self.input_shape = tuple(int(d) if d else 1 for d in model.inputs[0].shape)
+        self.output_shape = tuple(int(d) if d else 1 for d in model.outputs[0].shape)
+        self._graph = tf.function(tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False)))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_shape[1], self.input_shape[2]
+
+    @property
+    def output_size(self) -> int:
+        return int(np.prod(self.output_shape[1:]))
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        single = pixels.ndim == 3
+        batch = np.asarray(pixels[None] if single else pixels, np.float32)
+        if self.call == "predict":
+            outputs = self.model.predict(batch, verbose=0)
+        else:
+            outputs = self._graph(self._tf.constant(batch)).numpy()
+        return outputs[0] if single else outputs

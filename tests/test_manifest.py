@@ -1,0 +1,81 @@
+"""The bundle manifest is validated field by field, and a tampered model file is refused by sha256.
+
+Runs on a copy of the shipped default bundle: no TensorFlow, no export needed.
+"""
+
+import copy
+import json
+import shutil
+
+import pytest
+
+from edge_runtime.bundle import DEFAULT_BUNDLE, MANIFEST, BundleError, load_bundle, validate_manifest
+from edge_runtime.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return json.loads((DEFAULT_BUNDLE / MANIFEST).read_text())
+
+
+def _set(manifest: dict, dotted: str, value) -> dict:
+    changed = copy.deepcopy(manifest)
+    *parents, last = dotted.split(".")
+    target = changed
+    for key in parents:
+        target = target[key]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return changed
+
+
+_DELETE = object()
+FIRST = "variants.int8.files.classifier"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("labels", _DELETE, "missing field(s) labels"),
+    ("schema_version", 99, "schema_version 99 is not supported"),
+    ("labels", [], "labels must be a non-empty list"),
+    ("labels", ["nv", "nv"], "labels has duplicates"),
+    ("malignant_labels", ["melanoma"], "malignant_labels must be a list of names from labels"),
+    ("classifier.input_size", [224], "classifier.input_size must be [height, width]"),
+    ("crop_margin", "wide", "crop_margin must be a number"),
+    ("thresholds.malignant", 1.5, "thresholds.malignant must be a number in [0.0, 1.0]"),
+    ("variants", {}, "variants must be a non-empty object"),
+    (f"{FIRST}.sha256", "abc", f"{FIRST}.sha256 must be 64 lowercase hex digits"),
+    (f"{FIRST}.path", "../../etc/passwd", f"{FIRST}.path '../../etc/passwd' leaves the bundle"),
+    (f"{FIRST}.path", "/etc/passwd", "leaves the bundle"),
+    (f"{FIRST}.bytes", -1, f"{FIRST}.bytes must be a byte count"),
+    (f"{FIRST}.sha256", _DELETE, f"{FIRST} needs path, bytes, sha256"),
+    ("default_variant", "fp64", "default_variant 'fp64' is not one of the variants"),
+])
+def test_manifest_errors_name_the_field(manifest, field, value, message):
+    validate_manifest(manifest)  # the shipped one is valid
+    with pytest.raises(BundleError) as error:
+        validate_manifest(_set(manifest, field, value), "bundle/manifest.json")
+    assert str(error.value).startswith("bundle/manifest.json: ")
+    assert message in str(error.value)
+
+
+def test_unknown_extra_fields_are_allowed(manifest):
+    validate_manifest({**manifest, "added_by_a_newer_export": {"anything": 1}})
+
+
+def test_load_refuses_a_bad_manifest_and_a_tampered_model(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    (bundle / MANIFEST).write_text(json.dumps({**manifest, "crop_margin": -1}))
+    with pytest.raises(BundleError, match="crop_margin must be a number"):
+        load_bundle(bundle)
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    model = bundle / manifest["variants"]["int8"]["files"]["classifier"]["path"]
+    content = bytearray(model.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # one flipped byte in the weights
+    model.write_bytes(bytes(content))
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        Pipeline.load(bundle, "int8")
+    Pipeline.load(bundle, "fp32")  # the untouched variant still loads
