@@ -77,14 +77,16 @@ def calibrate_bundle(bundle_dir: Path, images: Path, labels: Path, split: str = 
 
     Each variant is fitted on its own outputs through the deployed path (U-Net crop): int8 and
     float models are not equally confident."""
-    from dermedge.batch import Skipped, run_pipeline
+    from dermedge.batch import Skipped, progress_bar
     from dermedge.datasets import images_by_stem
     from dermedge.evaluate import read_label_table
     from dermedge.metrics import binary_operating_point, expected_calibration_error
     from edge_runtime.bundle import load_bundle, write_manifest
+    from edge_runtime.image_io import ImageError, read_image
     from edge_runtime.pipeline import Pipeline
 
     console = console or Console(stderr=True)
+    truth_list: list[int] = []
     bundle = load_bundle(bundle_dir)
     if bundle.archive is not None:
         raise DermedgeError(f"{bundle_dir} is a .zip: calibrate the bundle folder, then zip it")
@@ -103,13 +105,24 @@ def calibrate_bundle(bundle_dir: Path, images: Path, labels: Path, split: str = 
     manifest = bundle.manifest
     malignant = [index[c] for c in bundle.manifest["malignant_labels"]]
     summary = {}
+    skipped, decoded = Skipped(), []  # decoded once, for every variant
+    for path in paths:
+        try:
+            decoded.append(read_image(path))
+        except ImageError as exc:
+            skipped.add(path, str(exc))
+        else:
+            truth_list.append(index[target_of[path.stem]])
+    truth = np.asarray(truth_list)
     for name in names:
         pipeline = Pipeline(bundle, name, threads)
-        raw, truth, skipped = [], [], Skipped()
-        for path, _, result in run_pipeline(pipeline, paths, skipped, console, f"calibrating {name}"):
-            raw.append([result.raw_probabilities[c] for c in pipeline.labels])
-            truth.append(index[target_of[Path(path).stem]])
-        raw, truth = np.asarray(raw, np.float32), np.asarray(truth)
+        with progress_bar(console) as progress:
+            task = progress.add_task(f"calibrating {name}", total=len(decoded))
+            raw = []
+            for image in decoded:
+                raw.append([pipeline.predict(image).raw_probabilities[c] for c in pipeline.labels])
+                progress.advance(task)
+        raw = np.asarray(raw, np.float32)
         temperature = fit_temperature(raw, truth)
         calibrated = apply_temperature(raw, temperature)
         is_malignant = np.isin(truth, malignant)
