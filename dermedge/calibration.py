@@ -79,12 +79,13 @@ def calibrate_bundle(bundle_dir: Path, images: Path, labels: Path, split: str = 
     float models are not equally confident."""
     from dermedge.batch import Skipped, progress_bar
     from dermedge.datasets import images_by_stem
-    from dermedge.evaluate import read_label_table
+    from dermedge.evaluate import read_label_table, require_eval_extra
     from dermedge.metrics import binary_operating_point, expected_calibration_error
     from edge_runtime.bundle import load_bundle, write_manifest
     from edge_runtime.image_io import ImageError, read_image
     from edge_runtime.pipeline import Pipeline
 
+    require_eval_extra()
     console = console or Console(stderr=True)
     truth_list: list[int] = []
     bundle = load_bundle(bundle_dir)

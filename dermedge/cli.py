@@ -486,11 +486,6 @@ def calibrate_command(
 ) -> None:
     """Fit temperature scaling, the malignant operating point and the 'uncertain' confidence floor per
     variant on held-out data, and store them in the bundle manifest (the runtime applies them)."""
-    try:
-        import scipy  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("eval", "scikit-learn and scipy") from exc
     from dermedge.calibration import calibrate_bundle
 
     found = calibrate_bundle(bundle, images, labels, split, sensitivity, coverage,

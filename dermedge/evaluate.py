@@ -92,7 +92,8 @@ def _locate(ids: list[str], files: dict[str, Path], images: Path, skipped: Skipp
     return located
 
 
-def _require_sklearn() -> None:
+def require_eval_extra() -> None:
+    """scikit-learn (and the scipy it brings) come with the [eval] extra: a one-line hint without it."""
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
@@ -101,7 +102,7 @@ def _require_sklearn() -> None:
 
 def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, split: str | None,
                             console: Console, plots: Path | None = None) -> dict:
-    _require_sklearn()
+    require_eval_extra()
     from dermedge.metrics import classification_metrics
 
     table = read_label_table(labels, split)
