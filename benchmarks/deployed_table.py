@@ -12,13 +12,14 @@ for seg_path in sorted(folder.glob("*_segment.json")):
     rows.append((variant, json.loads(seg_path.read_text()),
                  json.loads((folder / f"{variant}_classify.json").read_text())))
 
-print("| variant | n | Dice | IoU | thresholded Jaccard | accuracy | balanced accuracy | macro AUC "
+print("| variant | n | Dice | IoU | thresholded Jaccard | accuracy | balanced accuracy [95% CI] | macro AUC "
       "| melanoma sens. / spec. | lesion found |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for variant, seg, cls in rows:
     mel = cls["melanoma"]
+    low, high = cls["balanced_accuracy_ci95"]  # bootstrap over the test images
     print(f"| {variant} | {cls['n']} | {seg['dice']:.4f} | {seg['iou']:.4f} | {seg['thresholded_jaccard']:.4f} "
-          f"| {cls['accuracy']:.4f} | {cls['balanced_accuracy']:.4f} | {cls['macro_auc']:.4f} "
+          f"| {cls['accuracy']:.4f} | {cls['balanced_accuracy']:.4f} [{low:.3f}, {high:.3f}] | {cls['macro_auc']:.4f} "
           f"| {mel['sensitivity']:.3f} / {mel['specificity']:.3f} | {cls['lesion_found_fraction']:.3f} |")
 
 print()

@@ -28,7 +28,7 @@ from dermedge.batch import Skipped, progress_bar
 from dermedge.datasets import images_by_stem, masks_by_image_id, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.machine import machine_info
-from dermedge.metrics import dice
+from dermedge.metrics import dice, paired_difference_interval
 from dermedge.model_stats import model_stats
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.image_io import ImageError, read_image
@@ -221,24 +221,27 @@ def task_metrics(pipeline: Pipeline, data: LabelledData, probabilities: np.ndarr
 
         seg = segmentation_metrics(pairs)
         out.update({"dice": seg["dice"], "iou": seg["iou"]})
-    if data.targets is not None:
+    index = {c: i for i, c in enumerate(pipeline.labels)}
+    known = [i for i, t in enumerate(data.targets or []) if t in index]  # images with a usable label
+    y = np.array([index[data.targets[i]] for i in known])
+    if known:
         from dermedge.metrics import classification_metrics
 
-        index = {c: i for i, c in enumerate(pipeline.labels)}
-        known = [i for i, t in enumerate(data.targets) if t in index]
-        if known:
-            y = np.array([index[data.targets[i]] for i in known])
-            with warnings.catch_warnings():  # a small --limit leaves classes absent: expected, not news
-                warnings.simplefilter("ignore", UserWarning)
-                cls = classification_metrics(y, probabilities[known], pipeline.labels,
-                                             frozenset(pipeline.malignant_labels), pipeline.malignant_threshold)
-            out.update({"balanced_accuracy": cls["balanced_accuracy"], "macro_auc": cls["macro_auc"],
-                        "melanoma_sensitivity": cls.get("melanoma", {}).get("sensitivity"),
-                        "malignant_sensitivity": cls.get("malignant", {}).get("sensitivity"),
-                        "malignant_specificity": cls.get("malignant", {}).get("specificity")})
+        with warnings.catch_warnings():  # a small --limit leaves classes absent: expected, not news
+            warnings.simplefilter("ignore", UserWarning)
+            cls = classification_metrics(y, probabilities[known], pipeline.labels,
+                                         frozenset(pipeline.malignant_labels), pipeline.malignant_threshold)
+        out.update({"balanced_accuracy": cls["balanced_accuracy"],
+                    "balanced_accuracy_ci95": cls["balanced_accuracy_ci95"], "macro_auc": cls["macro_auc"],
+                    "melanoma_sensitivity": cls.get("melanoma", {}).get("sensitivity"),
+                    "malignant_sensitivity": cls.get("malignant", {}).get("sensitivity"),
+                    "malignant_specificity": cls.get("malignant", {}).get("specificity")})
     if reference is not None:
         ref_probs, ref_masks = reference
         out["top1_agreement"] = float((probabilities.argmax(1) == ref_probs.argmax(1)).mean())
+        if known:  # paired: the same images for both, so the sample's luck cancels
+            out["balanced_accuracy_vs_float_ci95"] = paired_difference_interval(
+                y, probabilities[known].argmax(1), ref_probs[known].argmax(1), len(pipeline.labels))
         out["mask_dice_vs_float"] = float(np.mean([dice(m, r) for m, r in zip(masks, ref_masks)]))
     return out
 

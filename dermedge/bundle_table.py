@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 
 COLUMNS = ("variant", "seg bytes", "cls bytes", "cls gzip", "top-1 agree", "max Δp", "bal. acc",
-           "macro AUC", "mel. sens.", "mask Dice vs Keras", "Dice", "IoU")
+           "Δ bal. acc [95% CI]", "macro AUC", "mel. sens.", "mask Dice vs Keras", "Dice", "IoU")
 
 
 def _fmt(figures: dict, key: str, spec: str) -> str:
@@ -14,11 +14,19 @@ def _fmt(figures: dict, key: str, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "spec ok"
 
 
+def _difference(figures: dict) -> str:
+    """Paired bootstrap interval of balanced accuracy minus Keras', in points (older manifests: blank)."""
+    interval = figures.get("balanced_accuracy_vs_keras_ci95")
+    if interval is None:
+        return "" if "balanced_accuracy" in figures else "spec ok"
+    return f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+
+
 def variant_rows(manifest: dict) -> list[list[str]]:
     """One row per variant, led by the Keras float models it is measured against."""
     ref = manifest["keras_reference"]
     rows = [["keras (float)", "", "", "", "1.000", "0", f"{ref['classifier']['balanced_accuracy']:.4f}",
-             f"{ref['classifier']['macro_auc']:.4f}", _fmt(ref["classifier"], "melanoma_sensitivity", ".3f"),
+             "", f"{ref['classifier']['macro_auc']:.4f}", _fmt(ref["classifier"], "melanoma_sensitivity", ".3f"),
              "1.000", f"{ref['segmenter']['dice']:.4f}", f"{ref['segmenter']['iou']:.4f}"]]
     for name, variant in manifest["variants"].items():
         seg, cls = variant["metrics"]["segmenter"], variant["metrics"]["classifier"]
@@ -27,7 +35,7 @@ def variant_rows(manifest: dict) -> list[list[str]]:
         rows.append([name, f"{files['segmenter']['bytes']:,}", f"{files['classifier']['bytes']:,}",
                      f"{gzip:,}" if gzip else "", _fmt(cls, "top1_agreement", ".3f"),
                      _fmt(cls, "max_prob_diff", ".3f"), _fmt(cls, "balanced_accuracy", ".4f"),
-                     _fmt(cls, "macro_auc", ".4f"), _fmt(cls, "melanoma_sensitivity", ".3f"),
+                     _difference(cls), _fmt(cls, "macro_auc", ".4f"), _fmt(cls, "melanoma_sensitivity", ".3f"),
                      _fmt(seg, "mask_dice_vs_keras", ".4f"), _fmt(seg, "dice", ".4f"), _fmt(seg, "iou", ".4f")])
     return rows
 

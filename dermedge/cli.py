@@ -178,6 +178,8 @@ def export_command(
     zip_bundle: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit temperature, malignant "
                                    "threshold and 'uncertain' floor per TFLite variant on the validation split."),
+    distill: bool = typer.Option(True, "--distill/--no-distill", help="Pruned and QAT classifiers fine-tune "
+                                 "to the float model's probabilities (distillation) instead of the labels."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Prune, quantize and convert the trained models to TFLite and Core ML, check every export
@@ -190,7 +192,7 @@ def export_command(
         representative=representative, validation_images=validation_images, sparsity=sparsity,
         fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, float_layers=float_layers,
         fine_tune_images=fine_tune_images,
-        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed, calibrate=calibrate,
+        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed, calibrate=calibrate, distill=distill,
     ))
 
 
@@ -343,6 +345,8 @@ def evaluate_classify(
         shown = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
         extra = {f"{view} {k}": metrics[view][k] for view in ("melanoma", "malignant") if view in metrics
                  for k in ("auc", "sensitivity", "specificity")}
+        low, high = metrics["balanced_accuracy_ci95"]
+        extra = {"balanced_accuracy 95% interval": f"{low:.3f} to {high:.3f} (bootstrap)", **extra}
         extra["malignant threshold"] = metrics["malignant_threshold"]
         extra["ECE without calibration"] = metrics["calibration"]["ece_uncalibrated"]
         extra["inconclusive rate"] = metrics["inconclusive"]["rate"]

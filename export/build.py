@@ -57,6 +57,7 @@ class ExportConfig:
     batch_size: int = 32
     agreement_floor: float = 0.9
     calibrate: bool = True  # fit temperature / operating point on the validation split (needs it)
+    distill: bool = True  # pruned/QAT classifier fine-tunes to the float model's probabilities, not labels
     zip: bool = False
     seed: int = 0
 
@@ -126,8 +127,13 @@ class _Data:
 
 
 def _fine_tune(model, role: str, data, epochs: int, batch_size: int, learning_rate: float,
-               callbacks: list, num_classes: int):
-    """A short fine-tune of a transformed model on the training split, as in training."""
+               callbacks: list, num_classes: int, teacher=None):
+    """A short fine-tune of a transformed model on the training split, as in training.
+
+    With a `teacher` (the float classifier) the model learns the teacher's probabilities on the
+    same augmented crops instead of the labels: the goal after pruning or fake-quantization is to
+    keep the float model's decisions, and labels (with class weights) pull it elsewhere.
+    """
     tf = tensorflow()
     from train.data import classification_dataset, segmentation_dataset
 
@@ -135,6 +141,9 @@ def _fine_tune(model, role: str, data, epochs: int, batch_size: int, learning_ra
         from train.losses import bce_dice_loss
 
         ds, loss, class_weight = segmentation_dataset(data, batch_size, augment=True), bce_dice_loss, None
+    elif teacher is not None:
+        ds, class_weight = classification_dataset(data, num_classes, batch_size, augment=True), None
+        model, loss = _distillation(model, teacher), None
     else:
         from train.classify import inverse_frequency_weights
 
@@ -143,7 +152,36 @@ def _fine_tune(model, role: str, data, epochs: int, batch_size: int, learning_ra
         class_weight = inverse_frequency_weights(data.targets, num_classes)
     model.compile(tf.keras.optimizers.Adam(learning_rate), loss)
     model.fit(ds, epochs=epochs, callbacks=callbacks, class_weight=class_weight, verbose=2)
-    return model
+
+
+def _fine_tune_target(config: ExportConfig) -> str:
+    return "float model probabilities (distillation)" if config.distill else "labels (class-weighted)"
+
+
+def _distillation(student, teacher):
+    """A Keras model whose fit() trains `student` to match `teacher`'s probabilities (KL
+    divergence) on each batch; the labels in the batch are ignored."""
+    tf = tensorflow()
+
+    class Distillation(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.student, self.teacher = student, teacher
+            self.divergence = tf.keras.losses.KLDivergence()
+
+        def train_step(self, batch):
+            images, _ = batch
+            target = self.teacher(images, training=False)
+            with tf.GradientTape() as tape:
+                loss = self.divergence(target, self.student(images, training=True))
+            weights = self.student.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+            return {"kl_to_float": loss}
+
+        def call(self, images):
+            return self.student(images)
+
+    return Distillation()
 
 
 def _freeze_batchnorm(model):
@@ -170,13 +208,14 @@ class _Transforms:
             if role == "classifier":
                 base = _freeze_batchnorm(base)
             data = self.data.fine_tune_arrays(role)
+            teacher = original if role == "classifier" and self.config.distill else None
             if transform == "prune":
                 epochs = self.config.fine_tune_epochs
                 steps = epochs * math.ceil(len(data.images) / self.config.batch_size)
                 pruned = optimize.prune(base, self.config.sparsity, steps)
                 lr = 2e-4 if role == "segmenter" else 5e-5
                 _fine_tune(pruned, role, data, epochs, self.config.batch_size, lr,
-                           optimize.pruning_callbacks(), self.k)
+                           optimize.pruning_callbacks(), self.k, teacher)
                 model = optimize.strip_pruning(pruned)
                 self.sparsity[role] = optimize.sparsity_report(model)
             elif transform == "qat":
@@ -184,7 +223,8 @@ class _Transforms:
                 calibration = self.data.seg_rep if role == "segmenter" else self.data.cls_rep
                 model = optimize.quantization_aware(base, calibration=calibration)
                 lr = 1e-4 if role == "segmenter" else 2e-5
-                _fine_tune(model, role, data, self.config.qat_epochs, self.config.batch_size, lr, [], self.k)
+                _fine_tune(model, role, data, self.config.qat_epochs, self.config.batch_size, lr, [], self.k,
+                           teacher)
             else:
                 raise ValueError(transform)
             self.cache[key] = model
@@ -253,9 +293,10 @@ def export_bundle(config: ExportConfig) -> dict:
                  "files": files, "metrics": metrics}
         if variant.transform == "prune":
             entry["sparsity"] = {role: transforms.sparsity[role] for role in ROLES}
-            entry["pruning"] = {"target_sparsity": config.sparsity, "fine_tune_epochs": config.fine_tune_epochs}
+            entry["pruning"] = {"target_sparsity": config.sparsity, "fine_tune_epochs": config.fine_tune_epochs,
+                                "classifier_target": _fine_tune_target(config)}
         if variant.transform == "qat":
-            entry["qat"] = {"fine_tune_epochs": config.qat_epochs}
+            entry["qat"] = {"fine_tune_epochs": config.qat_epochs, "classifier_target": _fine_tune_target(config)}
         manifest_variants[variant.name] = entry
 
     manifest = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermedge.metrics import classification_metrics, dice, segmentation_metrics
+from dermedge.metrics import classification_metrics, dice, paired_difference_interval, segmentation_metrics
 from edge_runtime.labels import MALIGNANT_CLASSES
 
 
@@ -19,6 +19,8 @@ def classifier_figures(reference: np.ndarray, probs: np.ndarray, labels: np.ndar
         "max_prob_diff": float(np.abs(reference - probs).max()),
         "accuracy": task["accuracy"],
         "balanced_accuracy": task["balanced_accuracy"],
+        "balanced_accuracy_vs_keras_ci95": paired_difference_interval(
+            labels, probs.argmax(1), reference.argmax(1), len(classes)),
         "macro_auc": task["macro_auc"],
         "melanoma_sensitivity": task["melanoma"]["sensitivity"] if "melanoma" in task else None,
     }

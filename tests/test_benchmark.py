@@ -108,6 +108,9 @@ def test_benchmark_on_the_tiny_bundle(tiny_bundle, tiny_runs, ham_dir, tmp_path)
         assert row["macs"]["total"] == row["macs"]["segmenter"] + row["macs"]["classifier"] > 0
     keras_row = next(r for r in timed if r["variant"] == "keras")
     assert keras_row["format"] == "keras" and keras_row["metrics"]["top1_agreement"] == 1.0
+    assert keras_row["metrics"]["balanced_accuracy_vs_float_ci95"] == [0.0, 0.0]  # compared with itself
+    low, high = keras_row["metrics"]["balanced_accuracy_ci95"]
+    assert low <= keras_row["metrics"]["balanced_accuracy"] <= high
     fp32 = next(r for r in timed if r["variant"] == "fp32" and r["threads"] == 1)
     assert fp32["metrics"]["top1_agreement"] >= 0.95 and fp32["metrics"]["mask_dice_vs_float"] > 0.99
     assert fp32["speedup"]["vs_fp32"] == 1.0 and fp32["speedup"]["vs_keras"] > 0

@@ -55,6 +55,8 @@ def test_tflite_variants_agree_with_keras(bundle):
         assert cls["top1_agreement"] >= 0.9, name
         assert m["variants"][name]["metrics"]["segmenter"]["mask_dice_vs_keras"] > 0.9, name
     assert m["variants"]["fp32"]["metrics"]["classifier"]["max_prob_diff"] < 1e-3
+    # the same decisions as Keras on every image: no difference on any bootstrap resample
+    assert m["variants"]["fp32"]["metrics"]["classifier"]["balanced_accuracy_vs_keras_ci95"] == [0.0, 0.0]
     for name in ("int8", "qat-int8", "pruned-int8"):
         cls = m["variants"][name]["metrics"]["classifier"]
         assert 0 <= cls["balanced_accuracy"] <= 1 and cls["n"] >= 1
@@ -196,3 +198,39 @@ def test_qat_calibration_covers_activations_beyond_six():
     assert relative_error(optimize.quantization_aware(model, calibration=images)) < 0.05
     assert quant_ops.MovingAvgQuantize is moving_average  # tfmot's own op is back
     assert relative_error(optimize.quantization_aware(model)) > 0.5
+
+
+def test_pruned_and_qat_classifiers_record_their_fine_tune_target(bundle):
+    variants = load_bundle(bundle).variants
+    assert variants["qat-int8"]["qat"]["classifier_target"].startswith("float model probabilities")
+    assert variants["pruned-int8"]["pruning"]["classifier_target"].startswith("float model probabilities")
+
+
+def test_distillation_pulls_a_student_towards_the_float_model():
+    """Fine-tuning with a teacher fits the teacher's probabilities, whatever the labels say."""
+    import numpy as np
+    import tensorflow as tf
+
+    from export.build import _fine_tune
+    from train.data import ArrayData
+
+    tf.keras.utils.set_random_seed(0)
+
+    def tiny_classifier():
+        inputs = tf.keras.Input((16, 16, 3))
+        x = tf.keras.layers.Rescaling(1 / 255)(inputs)
+        x = tf.keras.layers.Conv2D(4, 3, activation="relu")(x)
+        x = tf.keras.layers.GlobalAveragePooling2D()(x)
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(7, activation="softmax")(x))
+
+    teacher, student = tiny_classifier(), tiny_classifier()
+    images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3)).astype(np.uint8)
+    data = ArrayData(images, np.zeros(64, np.int64), [], [])  # every label says class 0
+
+    def divergence():
+        t, s = teacher.predict(images, verbose=0), student.predict(images, verbose=0)
+        return float(np.mean(np.sum(t * np.log(t / s), axis=1)))
+
+    before = divergence()
+    _fine_tune(student, "classifier", data, 20, 16, 1e-2, [], 7, teacher=teacher)
+    assert divergence() < 0.5 * before

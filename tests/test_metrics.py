@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from dermedge.metrics import classification_metrics, dice, expected_calibration_error, iou, segmentation_metrics
+from dermedge.metrics import (
+    bootstrap_balanced_accuracy,
+    classification_metrics,
+    dice,
+    expected_calibration_error,
+    iou,
+    paired_difference_interval,
+    segmentation_metrics,
+)
 
 
 def test_dice_and_iou_of_known_masks():
@@ -47,3 +55,28 @@ def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
     assert expected_calibration_error(sure_and_right, labels) == pytest.approx(0.0)
     sure_and_wrong = np.eye(2)[1 - labels]
     assert expected_calibration_error(sure_and_wrong, labels) == pytest.approx(1.0)
+
+
+def _noisy_predictions(labels: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, 7, len(labels)))
+
+
+def test_bootstrap_balanced_accuracy_matches_sklearn_and_brackets_the_estimate():
+    from sklearn.metrics import balanced_accuracy_score
+
+    labels = np.random.default_rng(0).integers(0, 7, 600)
+    predicted = _noisy_predictions(labels, 0.6, seed=1)
+    scores = bootstrap_balanced_accuracy(labels, [predicted, labels], 7, resamples=400)
+    assert scores.shape == (400, 2) and np.all(scores[:, 1] == 1.0)  # perfect stays perfect
+    estimate = balanced_accuracy_score(labels, predicted)
+    low, high = classification_metrics(labels, np.eye(7)[predicted], tuple("abcdefg"))["balanced_accuracy_ci95"]
+    assert low < estimate < high and 0.02 < high - low < 0.15
+
+
+def test_paired_interval_separates_a_real_difference_from_none():
+    labels = np.random.default_rng(0).integers(0, 7, 1500)
+    weak, strong = _noisy_predictions(labels, 0.5, seed=1), _noisy_predictions(labels, 0.8, seed=2)
+    assert paired_difference_interval(labels, weak, weak, 7) == [0.0, 0.0]
+    low, high = paired_difference_interval(labels, strong, weak, 7)
+    assert 0 < low < high  # the stronger model is better on every plausible sample

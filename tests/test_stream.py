@@ -9,6 +9,7 @@ depends on how fast the machine is.
 import json
 import signal
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -211,21 +212,41 @@ def test_cli_camera_failure_prints_the_summary_and_a_clear_error(monkeypatch, le
 
 
 def test_ctrl_c_ends_cleanly_with_the_summary_and_exit_0(monkeypatch, lesion_image, tmp_path):
-    def camera():  # a live camera that never ends; the user presses Ctrl-C at the 6th frame
-        n = 0
-        while True:
-            if n == 5:
-                signal.raise_signal(signal.SIGINT)
-            n += 1
+    """The user presses Ctrl-C at the 5th analysed frame. A terminal's SIGINT is handled in the main
+    thread, so it is raised there (raised from the capture thread it was lost once in a full run)."""
+    import edge_runtime.stream as stream_module
+
+    screen, analysed = stream_module._screen, []
+
+    def screen_then_ctrl_c(*args):
+        analysed.append(1)
+        if len(analysed) == 5:
+            signal.raise_signal(signal.SIGINT)
+        return screen(*args)
+
+    monkeypatch.setattr(stream_module, "_screen", screen_then_ctrl_c)
+    def camera():  # a live camera at ~500 fps for at most 4 s: only Ctrl-C should end it early
+        for _ in range(2000):
+            time.sleep(0.002)
             yield lesion_image
 
     monkeypatch.setattr("dermedge.stream.open_source", lambda spec: IterSource(camera(), live=True, name="camera"))
-    result = runner.invoke(app, ["stream", "--source", "0", "--best", str(tmp_path / "b.jpg")])
+    # A terminal's process: Ctrl-C deliverable, default handler (the full suite left it otherwise once).
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = runner.invoke(app, ["stream", "--source", "0", "--best", str(tmp_path / "b.jpg")])
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["type"] == "summary" and summary["ended"] == "interrupted" and summary["error"] is None
     assert summary["frames"] == summary["analysed"] + summary["rejected_total"] + summary["dropped"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert summary["analysed"] + summary["rejected_total"] < 100
+    assert restored is signal.default_int_handler  # the stream put the handler back
 
 
 def test_keyboard_interrupt_inside_the_loop_still_gives_the_summary(pipeline, lesion_image):

@@ -257,7 +257,7 @@ def evaluate_classifier(model, data: ArrayData, classes: tuple[str, ...], out: P
                    f"{name}: balanced accuracy {metrics['balanced_accuracy']:.3f}")
     plot_roc(data.targets, probs, classes, out / f"{name}_roc.png",
              f"{name}: macro AUC {metrics['macro_auc']:.3f}", MALIGNANT_CLASSES)
-    keys = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
+    keys = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "macro_auc", "ece")
     headline = {key: metrics[key] for key in keys}
     if "melanoma" in metrics:
         headline["melanoma"] = metrics["melanoma"]
