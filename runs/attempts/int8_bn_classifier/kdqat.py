@@ -9,7 +9,7 @@ from dermedge.splits import read_split_csv
 from train.data import load_crop_arrays, classification_dataset
 from train.models import load_trained_model
 from export import tflite, optimize
-from export.build import _subset, _freeze_batchnorm
+from export.build import _distillation, _freeze_batchnorm, _subset
 from export.keras_io import flatten_classifier
 from export.validate import classifier_figures
 from edge_runtime.interpreter import TFLiteModel
@@ -26,25 +26,11 @@ def score(tag, content):
     f = classifier_figures(ref, probs, val.targets, labels)
     print(json.dumps({"tag": tag, **{k: round(f[k], 4) for k in ("top1_agreement","max_prob_diff","balanced_accuracy","macro_auc")}}), flush=True)
 
-class Distill(tf.keras.Model):
-    def __init__(self, student, teacher):
-        super().__init__(); self.student, self.teacher = student, teacher
-        self.kl = tf.keras.losses.KLDivergence()
-    def train_step(self, data):
-        x, _ = data
-        soft = self.teacher(x, training=False)
-        with tf.GradientTape() as tape:
-            loss = self.kl(soft, self.student(x, training=True))
-        grads = tape.gradient(loss, self.student.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables))
-        return {"kl": loss}
-    def call(self, x): return self.student(x)
-
 base = _freeze_batchnorm(flatten_classifier(teacher))
 student = optimize.quantization_aware(base, calibration=rep200)
 c, _ = tflite.convert(student, "int8", tflite.representative_from(rep200)); score("qat ep0", c)
 ds = classification_dataset(train, 7, 32, augment=True)
-d = Distill(student, teacher); d.compile(tf.keras.optimizers.Adam(lr))
+d = _distillation(student, teacher); d.compile(tf.keras.optimizers.Adam(lr))
 for e in range(epochs):
     t = time.time(); d.fit(ds, epochs=1, verbose=2)
     c, _ = tflite.convert(student, "int8", tflite.representative_from(rep200)); score(f"kd-qat ep{e+1} lr{lr}", c)
