@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from dermedge.metrics import format_points
+
 ACCURACY_COLUMNS = ("variant", "format", "bytes", "gzip", "params", "sparsity", "MMACs seg+cls", "Dice", "IoU",
                     "bal. acc", "Δ bal. acc vs float [95% CI]", "macro AUC", "mel. sens.", "top-1 agree",
                     "mask Dice vs float")
@@ -16,11 +18,6 @@ SPEED_COLUMNS = ("variant", "threads", "segment p50", "classify p50", "e2e p50",
 
 def _num(value, spec: str, empty: str = "") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and value == value else empty
-
-
-def _delta_interval(interval: list[float] | None) -> str:
-    """A paired bootstrap interval of a difference, in points: "[-2.1, +0.4]"."""
-    return f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]" if interval else ""
 
 
 def accuracy_rows(result: dict) -> list[list[str]]:
@@ -37,7 +34,8 @@ def accuracy_rows(result: dict) -> list[list[str]]:
             _num(row.get("parameters"), ","), " / ".join(f"{s:.0%}" for s in sparsity),
             f"{macs['segmenter'] / 1e6:.0f} + {macs['classifier'] / 1e6:.0f}" if macs else "",
             _num(m.get("dice"), ".4f"), _num(m.get("iou"), ".4f"), _num(m.get("balanced_accuracy"), ".4f"),
-            _delta_interval(m.get("balanced_accuracy_vs_float_ci95")), _num(m.get("macro_auc"), ".4f"), _num(m.get("melanoma_sensitivity"), ".3f"),
+            format_points(m["balanced_accuracy_vs_float_ci95"]) if m.get("balanced_accuracy_vs_float_ci95") else "",
+            _num(m.get("macro_auc"), ".4f"), _num(m.get("melanoma_sensitivity"), ".3f"),
             _num(m.get("top1_agreement"), ".3f"), _num(m.get("mask_dice_vs_float"), ".4f"),
         ])
     return rows

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from dermedge.metrics import format_points
+
 COLUMNS = ("variant", "seg bytes", "cls bytes", "cls gzip", "top-1 agree", "max Δp", "bal. acc",
            "Δ bal. acc [95% CI]", "macro AUC", "mel. sens.", "mask Dice vs Keras", "Dice", "IoU")
 
@@ -19,7 +21,7 @@ def _difference(figures: dict) -> str:
     interval = figures.get("balanced_accuracy_vs_keras_ci95")
     if interval is None:
         return "" if "balanced_accuracy" in figures else "spec ok"
-    return f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+    return format_points(interval)
 
 
 def variant_rows(manifest: dict) -> list[list[str]]:

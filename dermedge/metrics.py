@@ -76,13 +76,14 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: list[np.ndarray
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(labels), size=(resamples, len(labels)))
     truth = labels[picks]
-    support = np.stack([(truth == c).sum(axis=1) for c in range(num_classes)], axis=1)
+    of_class = truth[:, :, None] == np.arange(num_classes)  # (resamples, images, classes)
+    support = of_class.sum(axis=1)
     scores = np.empty((resamples, len(predictions)))
     for j, predicted in enumerate(predictions):
         hit = np.asarray(predicted)[picks] == truth
-        recall_sums = np.stack([(hit & (truth == c)).sum(axis=1) for c in range(num_classes)], axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            scores[:, j] = np.nanmean(np.where(support > 0, recall_sums / support, np.nan), axis=1)
+            recall = np.where(support > 0, (hit[:, :, None] & of_class).sum(axis=1) / support, np.nan)
+        scores[:, j] = np.nanmean(recall, axis=1)
     return scores
 
 
@@ -90,6 +91,11 @@ def interval95(samples: np.ndarray) -> list[float]:
     """The central 95% of bootstrap samples (percentile interval)."""
     low, high = np.percentile(samples, [2.5, 97.5])
     return [float(low), float(high)]
+
+
+def format_points(interval: list[float]) -> str:
+    """An interval of a difference in balanced accuracy, in points: "[-2.1, +0.4]"."""
+    return f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
 
 
 def paired_difference_interval(labels: np.ndarray, predicted: np.ndarray, baseline: np.ndarray,
