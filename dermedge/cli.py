@@ -122,6 +122,11 @@ def train_classify(
     input_size: int = typer.Option(224, "--input-size"),
     alpha: float = typer.Option(0.35, "--alpha", help="MobileNetV2 width multiplier."),
     crop_margin: float = typer.Option(0.15, "--crop-margin", help="Lesion box margin (fraction of its side)."),
+    crop_jitter: float = typer.Option(
+        0.0, "--crop-jitter",
+        help="Train on framings up to this fraction looser or tighter than the deployed crop, shifted "
+             "(e.g. 0.2): robustness to the U-Net's boxes. 0 zooms in only.",
+    ),
     imbalance: str = typer.Option(
         "auto", "--imbalance",
         help="auto (measure and pick), class-weights, focal, balanced-sampling or none.",
@@ -132,6 +137,9 @@ def train_classify(
     learning_rate: float = typer.Option(3e-4, "--lr", help="Fine-tuning peak learning rate."),
     patience: int = typer.Option(8, "--patience"),
     seed: int = typer.Option(0, "--seed"),
+    split_seed: Optional[int] = typer.Option(
+        None, "--split-seed", help="Seed of the lesion-grouped split (default: --seed): retrain on the same split."
+    ),
     strategy: str = StrategyOpt,
     logical_cpus: int = typer.Option(0, "--logical-cpus"),
     limit: int = typer.Option(0, "--limit", help="Use only the first N images."),
@@ -148,9 +156,9 @@ def train_classify(
     config = ClassifyConfig(
         images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
         out=str(out), backbone_weights=backbone_weights, input_size=input_size, alpha=alpha,
-        crop_margin=crop_margin, imbalance=imbalance, head_epochs=head_epochs, epochs=epochs,
+        crop_margin=crop_margin, crop_jitter=crop_jitter, imbalance=imbalance, head_epochs=head_epochs, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
-        strategy=strategy, logical_cpus=logical_cpus, limit=limit,
+        split_seed=split_seed, strategy=strategy, logical_cpus=logical_cpus, limit=limit,
         init_from=str(init_from) if init_from else None, bn_momentum=bn_momentum,
     )
     report = train_classifier(config)

@@ -80,3 +80,51 @@ def test_bad_backbone_weights_path_is_one_line(ham_dir, tmp_path):
     assert result.exit_code == 2
     assert "backbone weights not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_jitter_context_holds_the_deployed_framing_in_its_middle():
+    from edge_runtime.preprocess import lesion_box
+    from train.data import jitter_context
+
+    import numpy as np
+
+    mask = np.zeros((400, 400), bool)
+    mask[180:220, 170:230] = True  # a 60-px lesion, far from every border
+    size, margin = jitter_context(224, 0.15, 0.2)
+    assert size == 269
+    deployed, context = lesion_box(mask, 0.15), lesion_box(mask, margin)
+    assert context.width == round(deployed.width * 1.2)
+    assert abs((context.x0 + context.x1) - (deployed.x0 + deployed.x1)) <= 1  # same centre
+    assert jitter_context(224, 0.15, 0.0) == (224, 0.15)  # no jitter: the deployed crop itself
+
+
+def test_jittered_training_batches_have_the_model_size():
+    import numpy as np
+
+    from train.data import ArrayData, classification_dataset
+
+    data = ArrayData(images=np.full((4, 40, 40, 3), 128, np.uint8), targets=np.array([0, 1, 2, 0]), kept=[], failed=[])
+    x, y = next(iter(classification_dataset(data, 3, 4, augment=True, out_size=32, jitter=0.2)))
+    assert x.shape == (4, 32, 32, 3) and y.shape == (4, 3)
+    x, _ = next(iter(classification_dataset(data, 3, 4, augment=False, out_size=32, jitter=0.2)))
+    assert x.shape == (4, 32, 32, 3)
+
+
+def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_dir, tmp_path):
+    from dermedge.datasets import read_dataset
+    from dermedge.splits import split_dataset, write_split_csv
+
+    out = tmp_path / "jitter"
+    result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(out),
+                                 "--input-size", "32", "--head-epochs", "0", "--epochs", "1",
+                                 "--batch-size", "8", "--imbalance", "class-weights", "--crop-jitter", "0.2",
+                                 "--seed", "7", "--split-seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["crop_jitter"] == 0.2
+    dataset = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")
+    write_split_csv(split_dataset(dataset, 0.15, 0.15, seed=0), tmp_path / "seed0_split.csv")
+    assert (out / "split.csv").read_bytes() == (tmp_path / "seed0_split.csv").read_bytes()
+    assert json.loads((out / "test_metrics.json").read_text())["n"] > 0
+    bad = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "bad"),
+                              "--input-size", "32", "--imbalance", "class-weights", "--crop-jitter", "1.5"])
+    assert bad.exit_code == 2 and "--crop-jitter" in bad.output

@@ -15,7 +15,7 @@ from dermedge.metrics import classification_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
-from train.data import ArrayData, classification_dataset, load_crop_arrays
+from train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
 from train.run import save_history, start_run, write_json
 from train.tf_env import distribution_strategy, tensorflow
 
@@ -32,6 +32,7 @@ class ClassifyConfig:
     input_size: int = 224
     alpha: float = 0.35
     crop_margin: float = DEFAULT_CROP_MARGIN
+    crop_jitter: float = 0.0
     imbalance: str = "auto"
     head_epochs: int = 3
     epochs: int = 30
@@ -42,6 +43,7 @@ class ClassifyConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    split_seed: int | None = None  # None: `seed`; set it to retrain on the same split with another seed
     strategy: str = "default"
     logical_cpus: int = 0
     limit: int = 0
@@ -132,13 +134,15 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
 
 
 def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
-               epochs: int, optimizer, callbacks, validation, seed: int, verbose: int):
+               epochs: int, optimizer, callbacks, validation, seed: int, verbose: int,
+               input_size: int, jitter: float):
     loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps = math.ceil(len(train.targets) / batch_size)
     indices = (balanced_indices(train.targets, steps * batch_size * epochs, seed)
                if strategy == "balanced-sampling" else None)
-    ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices)
+    ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices,
+                                out_size=input_size, jitter=jitter)
     if indices is None:
         ds = ds.repeat()
     return model.fit(ds, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
@@ -159,17 +163,23 @@ def train_classifier(config: ClassifyConfig) -> dict:
     out = start_run(Path(config.out), config)
     dataset = read_dataset(Path(config.images), Path(config.labels) if config.labels else None,
                            Path(config.masks) if config.masks else None)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
     if config.limit:
-        dataset = dataset.subset(config.limit, config.seed)
+        dataset = dataset.subset(config.limit, split_seed)
     classes = dataset.classes
     k = len(classes)
-    splits = split_dataset(dataset, config.val_fraction, config.test_fraction, config.seed)
+    splits = split_dataset(dataset, config.val_fraction, config.test_fraction, split_seed)
     write_split_csv(splits, out / "split.csv")
+    if not 0.0 <= config.crop_jitter < 1.0:
+        raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
     arrays = {name: load_crop_arrays(s, classes, config.input_size, config.crop_margin)
-              for name, s in splits.items() if s}
-    if "train" not in arrays or "val" not in arrays:
+              for name, s in splits.items() if s and name != "train"}
+    if not splits.get("train") or "val" not in arrays:
         raise DermedgeError("too few lesions to split into train and val: use more images")
-    train, val = arrays["train"], arrays["val"]
+    # Training crops carry extra context when jittered; validation and test keep the deployed framing.
+    context_size, context_margin = jitter_context(config.input_size, config.crop_margin, config.crop_jitter)
+    train = load_crop_arrays(splits["train"], classes, context_size, context_margin)
+    val = arrays["val"]
     without_mask = sum(s.mask_path is None for s in train.kept)
     if without_mask:
         print(f"  {without_mask} training images have no mask: their whole image is used", flush=True)
@@ -186,7 +196,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
     imbalance = config.imbalance
     report: dict = {"classes": list(classes)}
     if imbalance == "auto":
-        comparison = compare_imbalance_strategies(tf, model, train, val, classes, config.seed)
+        exact = train if not config.crop_jitter else load_crop_arrays(
+            splits["train"], classes, config.input_size, config.crop_margin)
+        comparison = compare_imbalance_strategies(tf, model, exact, val, classes, config.seed)
         write_json(out / "imbalance_comparison.json", comparison)
         imbalance = comparison["chosen"]
         report["imbalance_comparison"] = comparison
@@ -200,7 +212,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
             model.get_layer("backbone").trainable = False
             head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
-                                      validation, config.seed, config.verbose).history
+                                      validation, config.seed, config.verbose,
+                                      config.input_size, config.crop_jitter).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -211,7 +224,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                                 patience=config.patience, restore_best_weights=True)
         tune_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                                   tf.keras.optimizers.Adam(schedule), [scores, stop],
-                                  validation, config.seed + 1, config.verbose)
+                                  validation, config.seed + 1, config.verbose,
+                                  config.input_size, config.crop_jitter)
     model.compile(loss="categorical_crossentropy")  # a plain, portable compile state for saving
     model.save(out / "classifier.keras")
     history = {key: head_history.get(key, []) + tune_history.history.get(key, [])

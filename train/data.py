@@ -71,14 +71,29 @@ def load_crop_arrays(
     return _decode_all(samples, f"cropping {len(samples)} lesions", convert)
 
 
-def _random_zoom(tf, image, min_fraction: float, seed=None):
-    """Crop a random square of min_fraction..1 of the side and resize back: scale + shift."""
+def jitter_context(size: int, margin: float, jitter: float) -> tuple[int, float]:
+    """(side, margin) of a context crop that holds the deployed crop (`size`, `margin`) grown by
+    `jitter`, so that random squares of it frame the lesion `jitter` tighter or looser.
+
+    Why: at deployment the box comes from the U-Net's mask, never exactly the ground truth's, and
+    a classifier that only ever saw the exact framing (or tighter) flips answers on small changes.
+    """
+    if not jitter:
+        return size, margin
+    grown = (1.0 + 2.0 * margin) * (1.0 + jitter)
+    return int(round(size * (1.0 + jitter))), (grown - 1.0) / 2.0
+
+
+def _random_zoom(tf, image, min_fraction: float, seed=None, out_size=None):
+    """Crop a random square of min_fraction..1 of the side and resize it to `out_size` (default:
+    the input's side): scale + shift."""
     size = tf.shape(image)[0]
     fraction = tf.random.uniform([], min_fraction, 1.0)
     side = tf.cast(tf.cast(size, tf.float32) * fraction, tf.int32)
     channels = tf.shape(image)[-1]
     patch = tf.image.random_crop(image, tf.stack([side, side, channels]))
-    return tf.image.resize(patch, tf.stack([size, size]), method="bilinear")
+    out = size if out_size is None else out_size
+    return tf.image.resize(patch, tf.stack([out, out]), method="bilinear")
 
 
 def _flip_rotate(tf, image):
@@ -128,19 +143,28 @@ def classification_dataset(
     batch_size: int,
     augment: bool,
     sample_indices: np.ndarray | None = None,
+    out_size: int | None = None,
+    jitter: float = 0.0,
 ):
-    """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling)."""
+    """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling).
+
+    With `jitter` > 0 the arrays are context crops from `jitter_context`: augmentation cuts a random
+    square of 1-jitter..1+jitter times the deployed framing, shifted, and resizes it to `out_size`.
+    Without, it zooms into the crop (0.8..1 of its side)."""
     tf = tensorflow()
     images = tf.constant(data.images)
     labels = tf.one_hot(tf.constant(data.targets, tf.int32), num_classes)
     n = len(data.images)
+    min_fraction = (1.0 - jitter) / (1.0 + jitter) if jitter else 0.8
 
     def load(i):
         x = tf.cast(tf.gather(images, i), tf.float32)
         if augment:
             x = _flip_rotate(tf, x)
-            x = _random_zoom(tf, x, 0.8)
+            x = _random_zoom(tf, x, min_fraction, out_size=out_size)
             x = _color_jitter(tf, x)
+        elif out_size is not None:
+            x = tf.image.resize(x, [out_size, out_size], method="bilinear")
         return x, tf.gather(labels, i)
 
     if sample_indices is not None:

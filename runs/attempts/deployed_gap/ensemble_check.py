@@ -1,0 +1,40 @@
+"""Does averaging two classifiers help, on ground-truth crops and on the fp32 U-Net's crops?
+
+Uses the U-Net boxes diagnose.py saved. Models: the reference (runs/classify) and the earlier
+frozen-BN reference (git show b1ec851:runs/classify/classifier.keras > /tmp/frozen_bn.keras).
+    usage: python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
+"""
+import csv
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import cv2
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import balanced_accuracy_score
+
+from edge_runtime.image_io import read_image
+from edge_runtime.preprocess import crop_to_lesion
+
+HERE = Path(__file__).parent
+models = [tf.keras.models.load_model(p, compile=False) for p in sys.argv[1:]]
+rows = list(csv.DictReader(open("runs/classify/split.csv")))
+for split in ("val", "test"):
+    saved = np.load(HERE / f"{split}.npz")
+    subset = [r for r in rows if r["split"] == split]
+    gt, unet = [], []
+    for r, box in zip(subset, saved["boxes"]):
+        image = read_image(r["image_path"])
+        truth = cv2.imread(r["mask_path"], cv2.IMREAD_GRAYSCALE) > 127
+        gt.append(crop_to_lesion(image, truth, 224, 0.15)[0])
+        x0, y0, x1, y1 = box[4:]
+        unet.append(cv2.resize(image[y0:y1, x0:x1], (224, 224), interpolation=cv2.INTER_LINEAR if min(y1 - y0, x1 - x0) <= 224 else cv2.INTER_AREA))
+    y = saved["y"]
+    for name, crops in (("gt", np.array(gt)), ("unet", np.array(unet))):
+        probs = [m.predict(crops.astype(np.float32), batch_size=64, verbose=0) for m in models]
+        line = "  ".join(f"m{i} {balanced_accuracy_score(y, p.argmax(1)):.4f}" for i, p in enumerate(probs))
+        mean = np.mean(probs, axis=0)
+        np.save(HERE / f"ensemble_{split}_{name}.npy", np.array(probs))
+        print(f"{split} {name}-crop: {line}  mean {balanced_accuracy_score(y, mean.argmax(1)):.4f}", flush=True)
