@@ -1,8 +1,10 @@
 """Does averaging two classifiers help, on ground-truth crops and on the fp32 U-Net's crops?
 
-Uses the U-Net boxes diagnose.py saved. Models: the reference (runs/classify) and the earlier
-frozen-BN reference (git show b1ec851:runs/classify/classifier.keras > /tmp/frozen_bn.keras).
-    usage: python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
+U-Net masks come from the fp32 variant of BUNDLE (default `bundle`, the full export), crops from
+the runtime's crop function. Models used: the reference (runs/classify), the earlier frozen-BN
+reference (git show b1ec851:runs/classify/classifier.keras > /tmp/frozen_bn.keras) and the
+attempts' scratch models. Labels come from diagnose.py's <split>.npz: run that first.
+    usage: [BUNDLE=bundle] python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
 """
 import csv
 import os
@@ -15,22 +17,24 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
+from edge_runtime import Pipeline
 from edge_runtime.image_io import read_image
 from edge_runtime.preprocess import crop_to_lesion
 
 HERE = Path(__file__).parent
 models = [tf.keras.models.load_model(p, compile=False) for p in sys.argv[1:]]
+pipe = Pipeline.load(os.environ.get("BUNDLE", "bundle"), "fp32", num_threads=2)
 rows = list(csv.DictReader(open("runs/classify/split.csv")))
 for split in ("val", "test"):
     saved = np.load(HERE / f"{split}.npz")
     subset = [r for r in rows if r["split"] == split]
     gt, unet = [], []
-    for r, box in zip(subset, saved["boxes"]):
+    for r in subset:
         image = read_image(r["image_path"])
         truth = cv2.imread(r["mask_path"], cv2.IMREAD_GRAYSCALE) > 127
+        mask = pipe.lesion_mask(pipe.segment(image), image.shape[:2])
         gt.append(crop_to_lesion(image, truth, 224, 0.15)[0])
-        x0, y0, x1, y1 = box[4:]
-        unet.append(cv2.resize(image[y0:y1, x0:x1], (224, 224), interpolation=cv2.INTER_LINEAR if min(y1 - y0, x1 - x0) <= 224 else cv2.INTER_AREA))
+        unet.append(crop_to_lesion(image, mask if mask.any() else None, 224, 0.15)[0])
     y = saved["y"]
     for name, crops in (("gt", np.array(gt)), ("unet", np.array(unet))):
         probs = [m.predict(crops.astype(np.float32), batch_size=64, verbose=0) for m in models]
