@@ -159,6 +159,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
     if config.imbalance not in ("auto", *IMBALANCE_STRATEGIES):
         raise DermedgeError(f"unknown --imbalance {config.imbalance!r}: use auto or one of "
                             f"{', '.join(IMBALANCE_STRATEGIES)}")
+    if not 0.0 <= config.crop_jitter < 1.0:
+        raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
     tf.keras.utils.set_random_seed(config.seed)
     out = start_run(Path(config.out), config)
     dataset = read_dataset(Path(config.images), Path(config.labels) if config.labels else None,
@@ -170,8 +172,6 @@ def train_classifier(config: ClassifyConfig) -> dict:
     k = len(classes)
     splits = split_dataset(dataset, config.val_fraction, config.test_fraction, split_seed)
     write_split_csv(splits, out / "split.csv")
-    if not 0.0 <= config.crop_jitter < 1.0:
-        raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
     arrays = {name: load_crop_arrays(s, classes, config.input_size, config.crop_margin)
               for name, s in splits.items() if s and name != "train"}
     if not splits.get("train") or "val" not in arrays:

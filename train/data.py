@@ -84,7 +84,7 @@ def jitter_context(size: int, margin: float, jitter: float) -> tuple[int, float]
     return int(round(size * (1.0 + jitter))), (grown - 1.0) / 2.0
 
 
-def _random_zoom(tf, image, min_fraction: float, seed=None, out_size=None):
+def _random_zoom(tf, image, min_fraction: float, out_size=None):
     """Crop a random square of min_fraction..1 of the side and resize it to `out_size` (default:
     the input's side): scale + shift."""
     size = tf.shape(image)[0]
