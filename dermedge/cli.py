@@ -149,6 +149,11 @@ def train_classify(
     bn_momentum: Optional[float] = typer.Option(
         None, "--bn-momentum", help="Let the backbone's BatchNorm train, with this momentum (e.g. 0.99)."
     ),
+    average_last: int = typer.Option(
+        0, "--average-last",
+        help="Run every epoch (no early stopping) and keep the mean weights of the last N, "
+             "BatchNorm re-estimated. 0 keeps the best validation epoch.",
+    ),
 ) -> None:
     """Train the MobileNetV2 lesion classifier on mask-guided lesion crops."""
     from train.classify import ClassifyConfig, train_classifier
@@ -160,6 +165,7 @@ def train_classify(
         batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
         split_seed=split_seed, strategy=strategy, logical_cpus=logical_cpus, limit=limit,
         init_from=str(init_from) if init_from else None, bn_momentum=bn_momentum,
+        average_last=average_last,
     )
     report = train_classifier(config)
     _print_report(report, out)

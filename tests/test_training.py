@@ -128,3 +128,55 @@ def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_
     bad = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "bad"),
                               "--input-size", "32", "--imbalance", "class-weights", "--crop-jitter", "1.5"])
     assert bad.exit_code == 2 and "--crop-jitter" in bad.output
+
+
+def test_tail_average_is_the_mean_of_the_last_epochs_weights():
+    import numpy as np
+
+    from train.classify import TailAverage
+    from train.tf_env import tensorflow
+
+    tf = tensorflow()
+    model = tf.keras.Sequential([tf.keras.layers.Input((2,)), tf.keras.layers.Dense(1)])
+    average = TailAverage.create(tf, total_epochs=4, n=2)
+    average.set_model(model)
+    seen = []
+    for epoch in range(4):
+        model.set_weights([np.full((2, 1), float(epoch), np.float32), np.array([10.0 * epoch], np.float32)])
+        seen.append(model.get_weights())
+        average.on_epoch_end(epoch)
+    kernel, bias = average.averaged_weights()
+    np.testing.assert_allclose(kernel, np.full((2, 1), 2.5))  # epochs 2 and 3 only
+    np.testing.assert_allclose(bias, [25.0])
+    assert kernel.dtype == np.float32
+
+
+def test_batchnorm_recalibration_moves_the_statistics_to_the_data():
+    import numpy as np
+
+    from train.classify import recalibrate_batchnorm
+    from train.tf_env import tensorflow
+
+    tf = tensorflow()
+    norm = tf.keras.layers.BatchNormalization(momentum=0.9)
+    model = tf.keras.Sequential([tf.keras.layers.Input((3,)), norm])
+    data = np.random.default_rng(0).normal(5.0, 2.0, (640, 3)).astype(np.float32)
+    recalibrate_batchnorm(model, data, batch_size=32, passes=3)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), data.mean(0), atol=0.3)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), data.var(0), rtol=0.25)
+
+
+def test_train_classify_average_last(ham_dir, tmp_path):
+    out = tmp_path / "averaged"
+    result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(out),
+                                 "--input-size", "32", "--head-epochs", "0", "--epochs", "2",
+                                 "--batch-size", "8", "--imbalance", "class-weights", "--bn-momentum", "0.9",
+                                 "--average-last", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"].startswith("mean of the last 2") and summary["epochs_run"] == 2
+    bad = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "bad"),
+                              "--input-size", "32", "--imbalance", "class-weights", "--epochs", "2",
+                              "--average-last", "3"])
+    assert bad.exit_code == 2 and "--average-last" in bad.output
+    assert not (tmp_path / "bad").exists()

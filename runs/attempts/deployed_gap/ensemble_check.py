@@ -4,7 +4,8 @@ U-Net masks come from the fp32 variant of BUNDLE (default `bundle`, the full exp
 the runtime's crop function. Models used: the reference (runs/classify), the earlier frozen-BN
 reference (git show b1ec851:runs/classify/classifier.keras > /tmp/frozen_bn.keras) and the
 attempts' scratch models. Labels come from diagnose.py's <split>.npz: run that first.
-    usage: [BUNDLE=bundle] python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
+    usage: [BUNDLE=bundle] [OUT=dir] python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
+Probabilities are saved as OUT/ensemble_<split>_<gt|unet>.npy (OUT defaults to this folder).
 """
 import csv
 import os
@@ -22,6 +23,7 @@ from edge_runtime.image_io import read_image
 from edge_runtime.preprocess import crop_to_lesion
 
 HERE = Path(__file__).parent
+OUT = Path(os.environ.get("OUT", HERE))
 models = [tf.keras.models.load_model(p, compile=False) for p in sys.argv[1:]]
 pipe = Pipeline.load(os.environ.get("BUNDLE", "bundle"), "fp32", num_threads=2)
 rows = list(csv.DictReader(open("runs/classify/split.csv")))
@@ -40,5 +42,5 @@ for split in ("val", "test"):
         probs = [m.predict(crops.astype(np.float32), batch_size=64, verbose=0) for m in models]
         line = "  ".join(f"m{i} {balanced_accuracy_score(y, p.argmax(1)):.4f}" for i, p in enumerate(probs))
         mean = np.mean(probs, axis=0)
-        np.save(HERE / f"ensemble_{split}_{name}.npy", np.array(probs))
+        np.save(OUT / f"ensemble_{split}_{name}.npy", np.array(probs))
         print(f"{split} {name}-crop: {line}  mean {balanced_accuracy_score(y, mean.argmax(1)):.4f}", flush=True)
