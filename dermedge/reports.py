@@ -21,15 +21,27 @@ def _pyplot():
     return plt
 
 
-def plot_history(history: dict[str, list[float]], path: Path, title: str) -> None:
-    """Training curves: loss and every metric, train against validation."""
+def plot_history(history: dict[str, list[float]], path: Path, title: str,
+                 kept: tuple[int, int] | None = None) -> None:
+    """Training curves: loss and every metric, train against validation, plus the validation-only
+    scores (e.g. the balanced accuracy that selects the model). `kept` (first, last epoch,
+    1-based) shades the epochs whose weights the saved model holds: the best epoch restored by
+    early stopping, or the span that tail averaging took the mean of."""
     plt = _pyplot()
-    names = [k for k in history if not k.startswith("val_") and k != "lr"]
+    paired = [k for k in history if not k.startswith("val_") and k != "lr"]
+    val_only = [k for k in history if k.startswith("val_") and k[len("val_"):] not in history]
+    names = paired + val_only
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        ax.plot(history[name], label="train")
-        if f"val_{name}" in history:
-            ax.plot(history[f"val_{name}"], label="val")
+        epochs = range(1, len(history[name]) + 1)
+        if name in paired:
+            ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history or name in val_only:
+            ax.plot(epochs, history[name if name in val_only else f"val_{name}"], label="val", color="C1")
+        if kept is not None:
+            first, last = kept
+            ax.axvspan(first - 0.5, last + 0.5, color="0.5", alpha=0.2,
+                       label="kept" if first == last else f"averaged ({first}-{last})")
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.legend()

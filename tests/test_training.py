@@ -32,6 +32,7 @@ def test_train_segment_writes_a_complete_run(ham_dir, tmp_path):
     assert 0.0 <= test["dice"] <= 1.0 and test["n"] == len(test["dice_per_image"]) > 0
     config = json.loads((out / "config.json").read_text())
     assert config["depth"] == 2 and "command" in config
+    assert json.loads((out / "summary.json").read_text())["kept_epochs"] == [1, 1]  # the only epoch
 
 
 def test_train_fcn_decoder(ham_dir, tmp_path):
@@ -175,8 +176,37 @@ def test_train_classify_average_last(ham_dir, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["weights"].startswith("mean of the last 2") and summary["epochs_run"] == 2
+    assert summary["kept_epochs"] == [1, 2]
     bad = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "bad"),
                               "--input-size", "32", "--imbalance", "class-weights", "--epochs", "2",
                               "--average-last", "3"])
     assert bad.exit_code == 2 and "--average-last" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_training_curves_show_the_selection_score_and_the_kept_epochs(tmp_path, monkeypatch):
+    from dermedge import reports
+
+    drawn = {}
+    real = reports._pyplot
+
+    def spy():
+        plt = real()
+        original = plt.subplots
+
+        def subplots(*args, **kwargs):
+            fig, axes = original(*args, **kwargs)
+            drawn["axes"] = axes[0]
+            return fig, axes
+
+        monkeypatch.setattr(plt, "subplots", subplots)
+        return plt
+
+    monkeypatch.setattr(reports, "_pyplot", spy)
+    history = {"loss": [1.0, 0.8, 0.7], "val_loss": [1.1, 0.9, 0.9], "val_balanced_accuracy": [0.5, 0.6, 0.55]}
+    reports.plot_history(history, tmp_path / "curves.png", "t", kept=(2, 3))
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    titles = [ax.get_title() for ax in drawn["axes"]]
+    assert titles == ["loss", "val_balanced_accuracy"]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in drawn["axes"]]
+    assert legends[0] == ["train", "val", "averaged (2-3)"] and legends[1] == ["val", "averaged (2-3)"]

@@ -16,7 +16,7 @@ from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
-from train.run import save_history, start_run, write_json
+from train.run import restored_epoch, save_history, start_run, write_json
 from train.tf_env import distribution_strategy, tensorflow
 
 IMBALANCE_STRATEGIES = ("class-weights", "focal", "balanced-sampling", "none")
@@ -283,14 +283,20 @@ def train_classifier(config: ClassifyConfig) -> dict:
             model.set_weights(keep.averaged_weights())
             recalibrate_batchnorm(model, deployed_framing().images, config.batch_size)
             report["weights"] = f"mean of the last {config.average_last} fine-tune epochs, BatchNorm re-estimated"
+            last = config.head_epochs + len(tune_history.history["loss"])
+            kept = (last - config.average_last + 1, last)
+        else:
+            tuned = restored_epoch(keep)
+            kept = tuple(config.head_epochs + e for e in tuned) if tuned else None
     model.compile(loss="categorical_crossentropy")  # a plain, portable compile state for saving
     model.save(out / "classifier.keras")
     history = {key: head_history.get(key, []) + tune_history.history.get(key, [])
                for key in tune_history.history}
     save_history(out, history, f"{model.name}: {model.count_params():,} parameters "
-                               f"(head {config.head_epochs} epochs, then fine-tune)")
+                               f"(head {config.head_epochs} epochs, then fine-tune)", kept)
     report.update(parameters=int(model.count_params()),
-                  epochs_run=config.head_epochs + len(tune_history.history["loss"]))
+                  epochs_run=config.head_epochs + len(tune_history.history["loss"]),
+                  kept_epochs=list(kept) if kept else None)
     for name in ("val", "test"):
         if name in arrays:
             report[name] = evaluate_classifier(model, arrays[name], classes, out, name)

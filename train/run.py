@@ -30,9 +30,17 @@ def start_run(out: Path, config) -> Path:
     return out
 
 
-def save_history(out: Path, history: dict, title: str) -> None:
+def save_history(out: Path, history: dict, title: str, kept: tuple[int, int] | None = None) -> None:
+    """history.json and training_curves.png; `kept` (first, last epoch, 1-based) marks the
+    epochs the saved model comes from."""
     from dermedge.reports import plot_history
 
     clean = {k: [float(v) for v in values] for k, values in history.items()}
     write_json(out / "history.json", clean)
-    plot_history(clean, out / "training_curves.png", title)
+    plot_history(clean, out / "training_curves.png", title, kept)
+
+
+def restored_epoch(stop) -> tuple[int, int] | None:
+    """(epoch, epoch), 1-based, that a Keras EarlyStopping with restore_best_weights put back."""
+    best = getattr(stop, "best_epoch", None)
+    return (best + 1, best + 1) if stop.restore_best_weights and stop.best_weights is not None else None

@@ -13,7 +13,7 @@ from dermedge.errors import DermedgeError
 from dermedge.metrics import segmentation_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
-from train.run import save_history, start_run, write_json
+from train.run import restored_epoch, save_history, start_run, write_json
 from train.tf_env import distribution_strategy, tensorflow
 
 
@@ -98,11 +98,13 @@ def train_segmenter(config: SegmentConfig) -> dict:
         verbose=config.verbose,
     )
     model.save(out / "segmenter.keras")
-    save_history(out, history.history, f"{model.name}: {model.count_params():,} parameters")
+    kept = restored_epoch(callbacks[-1])
+    save_history(out, history.history, f"{model.name}: {model.count_params():,} parameters", kept)
 
     from dermedge.reports import plot_dice_histogram
 
-    report = {"parameters": int(model.count_params()), "epochs_run": len(history.history["loss"])}
+    report = {"parameters": int(model.count_params()), "epochs_run": len(history.history["loss"]),
+              "kept_epochs": list(kept) if kept else None}
     for name in ("val", "test"):
         if name in arrays:
             metrics = evaluate_at_image_size(model, arrays[name])

@@ -20,9 +20,9 @@ for split in ("val", "test"):
     for crop, probs in crops.items():
         row = []
         for name, p in zip(("reference", "tail-average"), probs):
-            row.append(f"{name} BA {balanced_accuracy_score(y, p.argmax(1)):.4f} "
-                       f"macroAUC {roc_auc_score(y, p, multi_class='ovr', average='macro'):.4f} "
-                       f"malignantAUC {roc_auc_score(np.isin(y, MALIGNANT), p[:, MALIGNANT].sum(1)):.4f}")
+            row.append(f"{name} BA {balanced_accuracy_score(y, p.argmax(1)):.5f} "
+                       f"macroAUC {roc_auc_score(y, p, multi_class='ovr', average='macro'):.5f} "
+                       f"malignantAUC {roc_auc_score(np.isin(y, MALIGNANT), p[:, MALIGNANT].sum(1)):.5f}")
         agree = (probs[0].argmax(1) == probs[1].argmax(1)).mean()
         print(f"{split} {crop}-crop: " + " | ".join(row) + f" | top-1 agreement {agree:.3f}")
     stable = [(crops["gt"][i].argmax(1) == crops["unet"][i].argmax(1)).mean() for i in range(2)]
