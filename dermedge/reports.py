@@ -36,8 +36,9 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str,
         epochs = range(1, len(history[name]) + 1)
         if name in paired:
             ax.plot(epochs, history[name], label="train")
-        if f"val_{name}" in history or name in val_only:
-            ax.plot(epochs, history[name if name in val_only else f"val_{name}"], label="val", color="C1")
+        val_name = name if name in val_only else f"val_{name}"
+        if val_name in history:
+            ax.plot(epochs, history[val_name], label="val", color="C1")
         if kept is not None:
             first, last = kept
             ax.axvspan(first - 0.5, last + 0.5, color="0.5", alpha=0.2,

@@ -141,10 +141,8 @@ def test_tail_average_is_the_mean_of_the_last_epochs_weights():
     model = tf.keras.Sequential([tf.keras.layers.Input((2,)), tf.keras.layers.Dense(1)])
     average = TailAverage.create(tf, total_epochs=4, n=2)
     average.set_model(model)
-    seen = []
     for epoch in range(4):
         model.set_weights([np.full((2, 1), float(epoch), np.float32), np.array([10.0 * epoch], np.float32)])
-        seen.append(model.get_weights())
         average.on_epoch_end(epoch)
     kernel, bias = average.averaged_weights()
     np.testing.assert_allclose(kernel, np.full((2, 1), 2.5))  # epochs 2 and 3 only

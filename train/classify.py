@@ -132,8 +132,7 @@ def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int, passes: in
     order = np.random.default_rng(0).permutation(len(images))
     for _ in range(passes):
         for start in range(0, len(order), batch_size):
-            batch = images[np.sort(order[start:start + batch_size])].astype(np.float32)
-            model(batch, training=True)
+            model(images[order[start:start + batch_size]].astype(np.float32), training=True)
 
 
 def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,

@@ -42,5 +42,6 @@ def save_history(out: Path, history: dict, title: str, kept: tuple[int, int] | N
 
 def restored_epoch(stop) -> tuple[int, int] | None:
     """(epoch, epoch), 1-based, that a Keras EarlyStopping with restore_best_weights put back."""
-    best = getattr(stop, "best_epoch", None)
-    return (best + 1, best + 1) if stop.restore_best_weights and stop.best_weights is not None else None
+    if not stop.restore_best_weights or stop.best_weights is None:
+        return None
+    return stop.best_epoch + 1, stop.best_epoch + 1

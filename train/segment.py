@@ -84,11 +84,12 @@ def train_segmenter(config: SegmentConfig) -> dict:
                                 config.max_filters, config.decoder)
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
                       loss=bce_dice_loss, metrics=[dice_metric, iou_metric])
+    stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
+                                            restore_best_weights=True)
     callbacks = [
         tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
                                              patience=max(config.patience // 3, 1), min_lr=1e-5),
-        tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
-                                         restore_best_weights=True),
+        stop,
     ]
     history = model.fit(
         segmentation_dataset(arrays["train"], config.batch_size, augment=True, seed=config.seed),
@@ -98,7 +99,7 @@ def train_segmenter(config: SegmentConfig) -> dict:
         verbose=config.verbose,
     )
     model.save(out / "segmenter.keras")
-    kept = restored_epoch(callbacks[-1])
+    kept = restored_epoch(stop)
     save_history(out, history.history, f"{model.name}: {model.count_params():,} parameters", kept)
 
     from dermedge.reports import plot_dice_histogram
