@@ -83,6 +83,33 @@ def test_bad_backbone_weights_path_is_one_line(ham_dir, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_unreachable_imagenet_download_is_one_line(ham_dir, tmp_path, monkeypatch):
+    from tf_keras.src.utils import data_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(data_utils, "get_file", offline)
+    result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "x"),
+                                 "--backbone-weights", "imagenet", "--alpha", "1.0", "--input-size", "96",
+                                 "--imbalance", "class-weights"])
+    assert result.exit_code == 2, result.output
+    assert "cannot download the ImageNet MobileNetV2 alpha 1.0 weights" in result.output
+    assert "--backbone-weights" in result.output and "Traceback" not in result.output
+
+
+def test_weights_of_another_width_name_the_likely_cause(tmp_path):
+    from dermedge.errors import DermedgeError
+    from train.models import build_classifier
+    from train.tf_env import tensorflow
+
+    narrow = tensorflow().keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    narrow.save_weights(tmp_path / "narrow.h5")
+    with pytest.raises(DermedgeError, match="another --alpha than 0.5"):
+        build_classifier(7, 32, alpha=0.5, backbone_weights=tmp_path / "narrow.h5")
+
+
 def test_jitter_context_holds_the_deployed_framing_in_its_middle():
     from edge_runtime.preprocess import lesion_box
     from train.data import jitter_context

@@ -108,7 +108,15 @@ def build_classifier(
             input_tensor=x if flat else None,
         )
     except (ValueError, OSError) as exc:
-        raise DermedgeError(f"cannot load backbone weights {weights}: {str(exc).splitlines()[0]}") from exc
+        reason = str(exc).splitlines()[0]
+        hint = f" (weights of another --alpha than {alpha}?)" if "shape" in reason.lower() else ""
+        raise DermedgeError(f"cannot load backbone weights {weights}{hint}: {reason}") from exc
+    except Exception as exc:  # Keras' download raises a bare Exception when the host is unreachable
+        if weights != "imagenet":
+            raise
+        raise DermedgeError(
+            f"cannot download the ImageNet MobileNetV2 alpha {alpha} weights ({str(exc).splitlines()[0]}): "
+            "put the no-top .h5 on this machine and pass its path with --backbone-weights") from exc
     if bn_momentum is not None:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
