@@ -3,8 +3,8 @@
 Reads the probabilities ensemble_check.py saved in DIR (one row per model, in the order given there):
     OUT=DIR python runs/attempts/deployed_gap/ensemble_check.py MODEL.keras [MODEL.keras ...]
     python runs/attempts/classify_tail_average/auc_check.py DIR NAME [NAME ...]
-Here: DIR = this folder, models `reference tail-average`; DIR = seed1/, models
-`reference tail-average tail-average-seed1`.
+Here DIR is seed1/, whose files hold `reference tail-average tail-average-seed1`; naming only the
+first two scores those two (auc_output.txt beside this script).
 """
 import itertools
 import sys
