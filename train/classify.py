@@ -3,6 +3,7 @@ the whole network), with the class-imbalance strategy chosen by measurement on v
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ class ValidationScores:
 
 
 class TailAverage:
-    """Keras callback factory: the running mean of the weights at the end of each of the last `n`
+    """Keras callback factory: the mean of the weights at the end of each of the last `n`
     epochs (checkpoint averaging on the cosine tail, as in stochastic weight averaging).
 
     Why: validation balanced accuracy swings by about 3 points from one epoch to the next, so the
@@ -106,20 +107,17 @@ class TailAverage:
         class _Callback(tf.keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
-                self.mean, self.count = None, 0
+                self.total, self.count = None, 0
 
             def on_epoch_end(self, epoch, logs=None):
                 if epoch < total_epochs - n:
                     return
-                weights = self.model.get_weights()
+                weights = [w.astype(np.float64) for w in self.model.get_weights()]
+                self.total = weights if self.total is None else [t + w for t, w in zip(self.total, weights)]
                 self.count += 1
-                if self.mean is None:
-                    self.mean = [w.astype(np.float64) for w in weights]
-                else:
-                    self.mean = [m + (w - m) / self.count for m, w in zip(self.mean, weights)]
 
             def averaged_weights(self) -> list[np.ndarray]:
-                return [m.astype(w.dtype) for m, w in zip(self.mean, self.model.get_weights())]
+                return [(t / self.count).astype(w.dtype) for t, w in zip(self.total, self.model.get_weights())]
 
         return _Callback()
 
@@ -239,8 +237,11 @@ def train_classifier(config: ClassifyConfig) -> dict:
         if config.init_from:
             model.set_weights(_continue_from(Path(config.init_from), k, config.input_size).get_weights())
 
+    @functools.cache
     def deployed_framing() -> ArrayData:
-        """The training crops as the runtime frames them (jittered arrays carry extra context)."""
+        """The training crops as the runtime frames them (jittered arrays carry extra context);
+        decoded at most once, whether the imbalance comparison, BatchNorm re-estimation or both
+        need them."""
         return train if not config.crop_jitter else load_crop_arrays(
             splits["train"], classes, config.input_size, config.crop_margin)
 

@@ -6,6 +6,7 @@ Reads the probabilities ensemble_check.py saved in DIR (one row per model, in th
 Here DIR is seed1/, whose files hold `reference tail-average tail-average-seed1`; naming only the
 first two scores those two (auc_output.txt beside this script).
 """
+import csv
 import itertools
 import sys
 from pathlib import Path
@@ -13,12 +14,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-LABELS = Path(__file__).parents[1] / "deployed_gap"  # <split>.npz from diagnose.py
-MALIGNANT = [0, 1, 4]  # akiec, bcc, mel
+from edge_runtime.labels import HAM10000_CLASSES, MALIGNANT_CLASSES
+
+SPLIT_CSV = Path(__file__).parents[2] / "classify" / "split.csv"  # the rows, in ensemble_check's order
+MALIGNANT = [HAM10000_CLASSES.index(c) for c in sorted(MALIGNANT_CLASSES)]
 
 folder, names = Path(sys.argv[1]), sys.argv[2:]
+rows = list(csv.DictReader(open(SPLIT_CSV)))
 for split in ("val", "test"):
-    y = np.load(LABELS / f"{split}.npz")["y"]
+    y = np.array([HAM10000_CLASSES.index(r["label"]) for r in rows if r["split"] == split])
     crops = {crop: np.load(folder / f"ensemble_{split}_{crop}.npy") for crop in ("gt", "unet")}
     for crop, probs in crops.items():
         for name, p in zip(names, probs):
