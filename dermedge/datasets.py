@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from dermedge.errors import DermedgeError
-from edge_runtime.image_io import IMAGE_SUFFIXES, ImageError, read_image
+from edge_runtime.image_io import IMAGE_SUFFIXES, ImageError, is_mask_file, read_image
 from edge_runtime.labels import HAM10000_CLASSES
 
 ISIC_ONE_HOT_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -107,7 +107,7 @@ def images_by_stem(folder: Path) -> dict[str, Path]:
     return {
         p.stem: p
         for p in sorted(folder.iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask_file(p)
     }
 
 

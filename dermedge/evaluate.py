@@ -147,10 +147,8 @@ def trust_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, reasons: li
                   pipeline: Pipeline) -> dict:
     """Calibration (ECE of the model's own and of the calibrated probabilities), the inconclusive
     answers by reason with the accuracy of the rest, and the coverage-accuracy curve."""
-    from sklearn.metrics import balanced_accuracy_score
-
     from dermedge.calibration import coverage_curve
-    from dermedge.metrics import expected_calibration_error
+    from dermedge.metrics import balanced_accuracy, expected_calibration_error
 
     conclusive = np.array([r is None for r in reasons])
     by_reason: dict[str, int] = {}
@@ -159,7 +157,7 @@ def trust_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, reasons: li
             by_reason[reason] = by_reason.get(reason, 0) + 1
     correct = probs.argmax(1) == y
     kept = {"n": int(conclusive.sum()), "accuracy": float(correct[conclusive].mean()) if conclusive.any() else None,
-            "balanced_accuracy": float(balanced_accuracy_score(y[conclusive], probs[conclusive].argmax(1)))
+            "balanced_accuracy": balanced_accuracy(y[conclusive], probs[conclusive].argmax(1))
             if conclusive.any() else None}
     return {
         "calibration": {"temperature": pipeline.temperature, "ece_uncalibrated": expected_calibration_error(raw, y),

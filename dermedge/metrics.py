@@ -52,6 +52,20 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(ece)
 
 
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in `labels` (scikit-learn's `balanced_accuracy_score`).
+
+    Computed here rather than by scikit-learn, which warns "y_pred contains classes not in y_true"
+    whenever the model predicts a class the data set lacks (any data set with fewer classes than
+    the model): a fact about the data the user chose, not something to warn them about.
+    """
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if labels.size == 0:
+        return float("nan")
+    present = np.unique(labels)
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in present]))
+
+
 def binary_operating_point(truth: np.ndarray, decision: np.ndarray, score: np.ndarray) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -119,7 +133,6 @@ def classification_metrics(
     summed malignant probability at that threshold instead.
     """
     from sklearn.metrics import (
-        balanced_accuracy_score,
         confusion_matrix,
         precision_recall_fscore_support,
         roc_auc_score,
@@ -144,7 +157,7 @@ def classification_metrics(
     result = {
         "n": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "balanced_accuracy": balanced_accuracy(labels, predicted),
         "balanced_accuracy_ci95": interval95(bootstrap_balanced_accuracy(labels, [predicted], k)[:, 0]),
         "macro_auc": float(np.mean(present_aucs)) if present_aucs else float("nan"),
         "ece": expected_calibration_error(probabilities, labels),

@@ -68,6 +68,16 @@ def format_text(event: dict) -> str:
     return json.dumps(event)
 
 
+def best_frame_path(best: Path | None, jsonl: Path | None) -> Path | None:
+    """Where the sharpest frame goes: `--best`, else beside the `--jsonl` events (`events.jsonl` ->
+    `events.best.jpg`), else nowhere. Never into the current folder unasked."""
+    if best is not None:
+        return best
+    if jsonl is not None:
+        return jsonl.with_name(f"{jsonl.stem}.best.jpg")
+    return None
+
+
 def _event_writer(stdout_format: str, jsonl: TextIO | None) -> Callable[[dict], None]:
     def write(event: dict) -> None:
         line = json.dumps(event)

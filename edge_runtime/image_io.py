@@ -8,7 +8,7 @@ Huge images are refused from their header, before decoding allocates anything.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -16,6 +16,14 @@ import numpy as np
 MAX_PIXELS = 50_000_000  # 50 MP: every dermatoscope and phone camera fits; decompression bombs don't
 MAX_FILE_BYTES = 200 * 1024 * 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Files that a known data set layout marks as masks, not photos. Matched case-insensitively against
+# the file's folder and name (`PurePath.match`, from the right).
+MASK_PATTERNS = (
+    "*_segmentation.*",  # HAM10000 / ISIC: <image_id>_segmentation.png (ISIC 2016: _Segmentation.png)
+    "*_lesion.bmp",  # PH2: IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp
+    "*_roi/*.bmp",  # PH2: IMDxxx/IMDxxx_roi/IMDxxx_R1_Label4.bmp (regions of colour labels)
+    "*_roi*.bmp",  # PH2 ROI masks copied out of their folder
+)
 
 
 class ImageError(Exception):
@@ -104,8 +112,18 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return decode_image(data, max_pixels)
 
 
+def is_mask_file(path: str | Path) -> bool:
+    """Whether a data set layout marks this file as a lesion mask (`MASK_PATTERNS`), not a photo."""
+    tail = PurePosixPath(*Path(path).parts[-2:]).as_posix().lower()
+    return any(PurePosixPath(tail).match(pattern) for pattern in MASK_PATTERNS)
+
+
 def find_images(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders (recursively) and glob patterns into image files, in a stable order.
+
+    Folders and globs leave out the masks a data set layout keeps beside its photos (`is_mask_file`:
+    HAM10000/ISIC `*_segmentation.png`, PH2's `*_lesion.bmp` and ROI files), so `predict` on a data
+    set's root classifies photos only; a file named explicitly is always taken.
 
     Returns (images, problems): a path that matches nothing is a (path, reason) problem, not an
     exception, so one bad argument does not stop a batch.
@@ -118,14 +136,17 @@ def find_images(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, st
         path = Path(raw)
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.stem.endswith("_segmentation"))
+                            and not is_mask_file(p))
         elif path.is_file():
             found.append(path)
         elif any(ch in str(raw) for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(raw), recursive=True) if Path(p).is_file())
+            photos = [p for p in matches if not is_mask_file(p)]
             if not matches:
                 problems.append((str(raw), "no file matches"))
-            found += matches
+            elif not photos:
+                problems.append((str(raw), "matches only lesion masks (e.g. *_segmentation.png), not photos"))
+            found += photos
         else:
             problems.append((str(raw), "no such file or folder"))
     unique = list(dict.fromkeys(found))

@@ -25,6 +25,7 @@ from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from export import coreml, optimize, tflite
 from export.formats import Variant, select_variants
 from export.keras_io import flatten_classifier
+from train.backbones import get_backbone, identify_backbone
 from train.models import load_trained_model
 from export.validate import classifier_figures, segmenter_figures
 from train.tf_env import tensorflow
@@ -255,6 +256,8 @@ def export_bundle(config: ExportConfig) -> dict:
     labels = tuple(_read_json(cls_run / "summary.json").get("classes", HAM10000_CLASSES))
     if len(labels) != num_classes:
         raise DermedgeError(f"the classifier has {num_classes} outputs but its run lists {len(labels)} labels")
+    backbone = identify_backbone(models["classifier"])
+    scale, offset = get_backbone(backbone["backbone"]).normalization
     margin = float(cls_config.get("crop_margin", DEFAULT_CROP_MARGIN))
     sizes = {role: int(m.input_shape[1]) for role, m in models.items()}
 
@@ -310,7 +313,8 @@ def export_bundle(config: ExportConfig) -> dict:
         "segmenter": {"input_size": [sizes["segmenter"]] * 2, "input": "RGB uint8 0..255, resized",
                       "normalization": "x / 255, inside the model", "output": "lesion probability"},
         "classifier": {"input_size": [sizes["classifier"]] * 2, "input": "RGB uint8 0..255 lesion crop",
-                       "normalization": "x / 127.5 - 1, inside the model", "output": "softmax over labels"},
+                       "normalization": f"(x - {-offset / scale:g}) / {1 / scale:g}, inside the model",
+                       "backbone": backbone, "output": "softmax over labels"},
         "crop_margin": margin,
         "thresholds": {"mask": 0.5, "malignant": 0.5},
         "default_variant": pick_default_variant(manifest_variants),

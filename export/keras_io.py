@@ -8,22 +8,20 @@ from train.tf_env import tensorflow
 
 
 def flatten_classifier(model):
-    """The classifier with its nested MobileNetV2 backbone inlined, same weights.
+    """The classifier with its nested backbone inlined, same weights.
 
     tfmot's pruning and quantization-aware training transform flat models only. Rebuilt from
-    `build_classifier(flat=True)`, whose layer names match the nested form one for one.
+    `build_classifier(flat=True)`, whose layer names match the nested form one for one; which
+    backbone to rebuild is read off the model's own layers (`train.backbones.identify_backbone`).
     """
     tf = tensorflow()
     if not any(isinstance(layer, tf.keras.Model) for layer in model.layers):
         return model
+    from train.backbones import identify_backbone
     from train.models import build_classifier
 
-    try:
-        _, alpha, size = model.name.rsplit("_", 2)
-        alpha, size = float(alpha), int(size)
-    except ValueError as exc:
-        raise DermedgeError(f"cannot flatten {model.name}: not a model built by `dermedge train classify`") from exc
-    flat = build_classifier(model.output_shape[-1], size, alpha, None, flat=True)
+    flat = build_classifier(model.output_shape[-1], int(model.input_shape[1]), flat=True,
+                            **identify_backbone(model))
     weights = {}
     for layer in model.layers:
         sublayers = layer.layers if isinstance(layer, tf.keras.Model) else [layer]

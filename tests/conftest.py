@@ -1,4 +1,12 @@
+"""Shared fixtures and the test selection.
+
+The runtime's tests (`@pytest.mark.runtime`) need only the base install plus pytest and hypothesis:
+on a device, `python -m pytest -m runtime`. Everything else skips there (TensorFlow, the [eval]
+extra's scikit-learn and scipy), so the whole suite also passes on a base install.
+"""
+
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +19,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from synthetic_data import make_ham10000  # noqa: E402
 
 SHARED_HAM10000 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only when `-m` names them (`-m slow`, `-m "runtime or slow"`).
+
+    Not `addopts = "-m 'not slow'"`: a second `-m` on the command line replaces that one, so
+    `-m runtime` would bring the slow tests back in.
+    """
+    if re.search(r"\bslow\b", config.option.markexpr or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")

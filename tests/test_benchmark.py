@@ -17,6 +17,7 @@ from dermedge.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.runtime
 def test_percentiles_match_the_definition():
     summary = percentiles(range(1, 101))
     assert summary == {"p50": 50.5, "p90": pytest.approx(90.1), "p99": pytest.approx(99.01), "mean": 50.5, "n": 100}
@@ -37,6 +38,7 @@ class _FakePipeline:
         return SimpleNamespace(latency_ms={"segment": total / 2, "crop": 0.1, "classify": total / 4, "total": total})
 
 
+@pytest.mark.runtime
 def test_measure_latency_skips_warmup_and_keeps_variants_apart():
     warmup, runs = 3, 25
     slow = _FakePipeline([1000.0] * warmup + list(np.arange(runs, dtype=float)))  # warm-up values must vanish

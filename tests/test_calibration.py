@@ -25,6 +25,7 @@ def _overconfident(n=3000, temperature=2.5, seed=0):
     return reported / reported.sum(1, keepdims=True), labels
 
 
+@pytest.mark.runtime
 def test_apply_temperature_keeps_order_and_sums_to_one():
     p = np.array([[0.7, 0.2, 0.1, 0.0]], np.float32)  # an exact zero, as int8 outputs have
     for t in (0.5, 1.0, 3.0):
@@ -35,6 +36,7 @@ def test_apply_temperature_keeps_order_and_sums_to_one():
 
 
 def test_fit_temperature_recovers_the_true_one_and_lowers_ece():
+    pytest.importorskip("scipy")  # the fit's optimiser; the runtime only applies the temperature
     probs, labels = _overconfident(temperature=2.5)
     t = fit_temperature(probs, labels)
     assert t == pytest.approx(2.5, rel=0.12)
@@ -43,6 +45,7 @@ def test_fit_temperature_recovers_the_true_one_and_lowers_ece():
     assert after < before / 2 and after < 0.05
 
 
+@pytest.mark.runtime
 def test_threshold_for_sensitivity_is_the_most_specific_that_reaches_it():
     truth = np.array([1, 1, 1, 1, 0, 0])
     score = np.array([0.9, 0.8, 0.3, 0.1, 0.5, 0.05])
@@ -55,6 +58,7 @@ def test_threshold_for_sensitivity_is_the_most_specific_that_reaches_it():
         threshold_for_sensitivity(np.zeros(3), np.ones(3), 0.9)
 
 
+@pytest.mark.runtime
 def test_coverage_curve_and_confidence_threshold():
     confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
     correct = np.array([1, 1, 1, 1, 0, 1, 0, 0, 0, 0], bool)

@@ -8,10 +8,31 @@ from dermedge.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.runtime
 def test_version_and_help():
     assert runner.invoke(app, ["--version"]).output.startswith("dermedge ")
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "segment" in result.output and "classify" in result.output
+
+
+@pytest.mark.runtime
+def test_predict_help_shows_flags_without_a_value():
+    """A flag takes no value, so its help line names no type (it read `--example <bool>`)."""
+    result = runner.invoke(app, ["predict", "--help"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ --")}
+    for flag in ("--example", "--tta", "--help"):
+        assert "<" not in lines[flag], lines[flag]
+    assert "<path>" in lines["--bundle"] and "<int>" in lines["--threads"]  # options with a value keep theirs
+    assert "<bool>" not in result.output
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("command", [[], ["stream"], ["export"], ["benchmark"], ["evaluate", "classify"]])
+def test_no_help_shows_a_bool_metavar(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and "<bool>" not in result.output
 
 
 @pytest.mark.parametrize("command", ["segment", "classify"])

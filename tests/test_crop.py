@@ -12,22 +12,26 @@ def _mask(h, w, box):
     return m
 
 
+@pytest.mark.runtime
 def test_box_is_square_with_margin_and_centred():
     box = lesion_box(_mask(150, 200, (80, 60, 120, 90)), margin=0.25)
     assert box.width == box.height == 60  # 40 px side * 1.5
     assert (box.x0 + box.x1) / 2 == 100 and (box.y0 + box.y1) / 2 == 75
 
 
+@pytest.mark.runtime
 def test_box_is_shifted_inside_the_image_not_shrunk():
     box = lesion_box(_mask(150, 200, (0, 0, 30, 30)), margin=0.5)
     assert (box.x0, box.y0) == (0, 0) and box.width == box.height == 60
 
 
+@pytest.mark.runtime
 def test_box_is_clipped_when_the_lesion_fills_the_image():
     box = lesion_box(_mask(150, 200, (10, 5, 190, 145)), margin=0.15)
     assert box == CropBox(0, 0, 200, 150)
 
 
+@pytest.mark.runtime
 def test_empty_mask_means_whole_image():
     image = np.random.default_rng(0).integers(0, 255, (150, 200, 3), dtype=np.uint8)
     crop, box = crop_to_lesion(image, np.zeros((150, 200), bool), 64)
@@ -35,6 +39,7 @@ def test_empty_mask_means_whole_image():
     assert lesion_box(np.zeros((4, 4), bool)) is None
 
 
+@pytest.mark.runtime
 def test_low_resolution_mask_gives_the_same_box_as_full_resolution():
     """The U-Net's 128x128 mask and the image-size mask frame the lesion alike."""
     import cv2

@@ -9,6 +9,8 @@ from dermedge.splits import read_split_csv, split_dataset, write_split_csv
 from edge_runtime.labels import HAM10000_CLASSES
 from synthetic_data import make_class_folders, make_isic, make_ph2
 
+pytestmark = pytest.mark.runtime  # base install only
+
 
 def test_ham10000_reader_finds_images_masks_and_lesions(ham_dir):
     ds = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")

@@ -6,6 +6,8 @@ from edge_runtime.bundle import DEFAULT_BUNDLE, load_bundle
 from edge_runtime.image_io import read_image
 from edge_runtime.pipeline import Pipeline
 
+pytestmark = pytest.mark.runtime  # base install only
+
 
 def test_default_bundle_is_intact_and_small():
     bundle = load_bundle()

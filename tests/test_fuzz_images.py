@@ -17,6 +17,8 @@ from dermedge.batch import Skipped, run_pipeline
 from edge_runtime.image_io import MAX_PIXELS, ImageError, decode_image
 from edge_runtime.pipeline import Pipeline
 
+pytestmark = pytest.mark.runtime  # base install only
+
 FORMATS = (".png", ".jpg", ".bmp", ".tiff", ".webp")
 QUICK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THOROUGH = settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,10 +7,14 @@ import copy
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from edge_runtime.bundle import DEFAULT_BUNDLE, MANIFEST, BundleError, load_bundle, validate_manifest
 from edge_runtime.pipeline import Pipeline
+from edge_runtime.synthetic import draw_lesion
+
+pytestmark = pytest.mark.runtime  # base install only
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,36 @@ def test_manifest_errors_name_the_field(manifest, field, value, message):
     assert message in str(error.value)
 
 
-def test_unknown_extra_fields_are_allowed(manifest):
-    validate_manifest({**manifest, "added_by_a_newer_export": {"anything": 1}})
+def test_unknown_extra_fields_are_allowed(manifest, tmp_path):
+    """Fields a newer export adds, at any level, pass validation and stay in the loaded manifest (a
+    manifest rewritten from it, as `dermedge calibrate` does, keeps them); the fields the runtime
+    reads still read as before: same labels, thresholds, variant and the same prediction."""
+    newer = copy.deepcopy(manifest)
+    newer["added_by_a_newer_export"] = {"anything": 1}
+    newer["thresholds"]["added_threshold"] = 0.25
+    newer["classifier"]["added_note"] = "ignored by this runtime"
+    newer["variants"]["int8"]["added_flag"] = True
+    newer["variants"]["int8"]["files"]["classifier"]["added_compression"] = "none"
+    as_written = copy.deepcopy(newer)
+    validate_manifest(newer)
+    assert newer == as_written  # validation neither drops nor rewrites anything
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    (bundle / MANIFEST).write_text(json.dumps(newer))
+    loaded = load_bundle(bundle)
+    assert loaded.manifest == as_written
+    assert loaded.manifest["added_by_a_newer_export"] == {"anything": 1}
+    assert loaded.manifest["variants"]["int8"]["files"]["classifier"]["added_compression"] == "none"
+    assert loaded.labels == tuple(manifest["labels"]) and list(loaded.variants) == list(manifest["variants"])
+    assert loaded.default_variant == load_bundle(DEFAULT_BUNDLE).default_variant
+
+    shipped, extended = Pipeline.load(DEFAULT_BUNDLE, "int8", 1), Pipeline.load(bundle, "int8", 1)
+    for attribute in ("labels", "malignant_labels", "crop_margin", "mask_threshold", "malignant_threshold",
+                      "temperature", "min_confidence"):
+        assert getattr(extended, attribute) == getattr(shipped, attribute), attribute
+    image = draw_lesion(np.random.default_rng(3))[0]
+    assert extended.predict(image).probabilities == shipped.predict(image).probabilities
 
 
 def test_load_refuses_a_bad_manifest_and_a_tampered_model(tmp_path):

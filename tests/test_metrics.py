@@ -1,7 +1,11 @@
+import warnings
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from dermedge.metrics import (
+    balanced_accuracy,
     bootstrap_balanced_accuracy,
     classification_metrics,
     dice,
@@ -11,7 +15,10 @@ from dermedge.metrics import (
     segmentation_metrics,
 )
 
+HAM10000 = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
+
+@pytest.mark.runtime
 def test_dice_and_iou_of_known_masks():
     a = np.zeros((10, 10), bool)
     b = np.zeros((10, 10), bool)
@@ -22,6 +29,7 @@ def test_dice_and_iou_of_known_masks():
     assert dice(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
 
 
+@pytest.mark.runtime
 def test_thresholded_jaccard_zeroes_poor_images():
     good = np.ones((4, 4), bool)
     poor = np.zeros((4, 4), bool)
@@ -32,7 +40,8 @@ def test_thresholded_jaccard_zeroes_poor_images():
 
 
 def test_classification_metrics_match_definitions():
-    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    pytest.importorskip("sklearn")
+    classes = HAM10000
     labels = np.array([4, 4, 5, 5, 5, 0])
     probs = np.full((6, 7), 0.01)
     for i, p in enumerate([4, 5, 5, 5, 4, 1]):
@@ -49,6 +58,57 @@ def test_classification_metrics_match_definitions():
     assert m["per_class"]["nv"]["support"] == 3
 
 
+@pytest.mark.runtime
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    labels = np.array([4, 4, 5, 5, 5, 0])
+    predicted = np.array([4, 6, 5, 5, 1, 1])  # 6 and 1 are classes the data set does not have
+    assert balanced_accuracy(labels, predicted) == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert balanced_accuracy(labels, labels) == 1.0
+    assert np.isnan(balanced_accuracy(np.array([], int), np.array([], int)))
+
+
+def _two_class_data_set():
+    """mel and nv images only, scored by a seven-class model that also answers bcc, akiec and vasc."""
+    rng = np.random.default_rng(0)
+    labels = rng.choice([4, 5], 40)
+    predicted = np.where(rng.random(40) < 0.6, labels, rng.choice([0, 1, 6], 40))
+    probs = np.full((40, 7), 0.02)
+    probs[np.arange(40), predicted] = 0.88
+    return labels, probs
+
+
+def test_metrics_of_a_data_set_with_fewer_classes_than_the_model_do_not_warn():
+    """`dermedge evaluate` on a two-class data set printed scikit-learn's "y_pred contains classes
+    not in y_true": the metrics must not warn the user about their own inputs."""
+    balanced_accuracy_score = pytest.importorskip("sklearn.metrics").balanced_accuracy_score
+
+    labels, probs = _two_class_data_set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = classification_metrics(labels, probs, HAM10000, frozenset({"mel", "bcc", "akiec"}))
+    with warnings.catch_warnings():  # the reference does warn here: that is the point
+        warnings.simplefilter("ignore")
+        expected = balanced_accuracy_score(labels, probs.argmax(1))
+    assert m["balanced_accuracy"] == pytest.approx(expected)
+    assert m["per_class"]["bcc"]["support"] == 0 and np.isnan(m["per_class"]["bcc"]["auc"])
+
+
+@pytest.mark.runtime
+def test_trust_metrics_of_a_data_set_with_fewer_classes_than_the_model_do_not_warn():
+    from dermedge.evaluate import trust_metrics
+
+    labels, probs = _two_class_data_set()
+    pipeline = SimpleNamespace(temperature=1.0, min_confidence=0.0)
+    reasons = [None] * (len(labels) - 5) + ["uncertain"] * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = trust_metrics(labels, probs, probs, reasons, pipeline)
+    kept = found["inconclusive"]["conclusive"]
+    assert kept["n"] == len(labels) - 5
+    assert kept["balanced_accuracy"] == pytest.approx(balanced_accuracy(labels[:-5], probs[:-5].argmax(1)))
+
+
+@pytest.mark.runtime
 def test_ece_is_zero_for_perfectly_calibrated_and_large_for_overconfident():
     labels = np.array([0, 1] * 50)
     sure_and_right = np.eye(2)[labels]
@@ -63,17 +123,19 @@ def _noisy_predictions(labels: np.ndarray, accuracy: float, seed: int) -> np.nda
 
 
 def test_bootstrap_balanced_accuracy_matches_sklearn_and_brackets_the_estimate():
-    from sklearn.metrics import balanced_accuracy_score
+    balanced_accuracy_score = pytest.importorskip("sklearn.metrics").balanced_accuracy_score
 
     labels = np.random.default_rng(0).integers(0, 7, 600)
     predicted = _noisy_predictions(labels, 0.6, seed=1)
     scores = bootstrap_balanced_accuracy(labels, [predicted, labels], 7, resamples=400)
     assert scores.shape == (400, 2) and np.all(scores[:, 1] == 1.0)  # perfect stays perfect
     estimate = balanced_accuracy_score(labels, predicted)
+    assert balanced_accuracy(labels, predicted) == pytest.approx(estimate)
     low, high = classification_metrics(labels, np.eye(7)[predicted], tuple("abcdefg"))["balanced_accuracy_ci95"]
     assert low < estimate < high and 0.02 < high - low < 0.15
 
 
+@pytest.mark.runtime
 def test_paired_interval_separates_a_real_difference_from_none():
     labels = np.random.default_rng(0).integers(0, 7, 1500)
     weak, strong = _noisy_predictions(labels, 0.5, seed=1), _noisy_predictions(labels, 0.8, seed=2)

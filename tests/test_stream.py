@@ -24,6 +24,8 @@ from edge_runtime.quality import QualityThresholds, assess_image, assess_lesion
 from edge_runtime.stream import StreamConfig, run_stream
 from edge_runtime.synthetic import draw_lesion
 
+pytestmark = pytest.mark.runtime  # base install only
+
 W, H, FPS = 320, 240, 15
 # What each frame of the video is, in order: "a"/"b" are two lesions that pass the gate.
 EXPECTED = (["a"] * 12 + ["blurry"] * 4 + ["underexposed"] * 3 + ["overexposed"] * 2 + ["no_lesion"] * 4
@@ -152,6 +154,25 @@ def test_cli_stream_writes_events_jsonl_recording_and_best_frame(video, tmp_path
     assert int(recording.get(cv2.CAP_PROP_FRAME_COUNT)) == len(EXPECTED)
     recording.release()
     assert best.is_file()
+
+
+def test_cli_stream_saves_the_best_frame_beside_the_jsonl_and_never_into_the_current_folder(video, tmp_path,
+                                                                                            monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    common = ["stream", "--source", str(video), "--variant", "int8", "--threads", "1", "--no-frame-events"]
+    result = runner.invoke(app, common)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["best_frame"]["frame"] is not None and summary["best_frame"]["path"] is None  # not asked for
+    jsonl = tmp_path / "out" / "events.jsonl"
+    result = runner.invoke(app, [*common, "--jsonl", str(jsonl)])
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "out" / "events.best.jpg"
+    assert json.loads(result.stdout.strip().splitlines()[-1])["best_frame"]["path"] == str(best) and best.is_file()
+    assert sorted(p.name for p in jsonl.parent.iterdir()) == ["events.best.jpg", "events.jsonl"]
+    assert list(cwd.iterdir()) == []
 
 
 def test_cli_text_output_and_show_without_display(video, tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ def _bundle_with(tmp_path, variant: str, calibration: dict):
     return bundle
 
 
+@pytest.mark.runtime
 def test_manifest_calibration_is_applied(tmp_path, lesion):
     bundle = _bundle_with(tmp_path, "int8-mixed", {"temperature": 2.0, "malignant_threshold": 0.3,
                                                    "min_confidence": 0.0})
@@ -44,6 +45,7 @@ def test_manifest_calibration_is_applied(tmp_path, lesion):
     assert plain.probabilities == plain.raw_probabilities
 
 
+@pytest.mark.runtime
 def test_inconclusive_reasons(tmp_path, lesion):
     pipeline = Pipeline.load(num_threads=1)
     assert not pipeline.predict(lesion).inconclusive

@@ -1,4 +1,4 @@
-"""`dermedge train classify`: MobileNetV2 on mask-guided lesion crops, in two phases (head, then
+"""`dermedge train classify`: a pretrained backbone (`train.backbones`) on mask-guided lesion crops, in two phases (head, then
 the whole network), with the class-imbalance strategy chosen by measurement on validation."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dermedge.metrics import classification_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
+from train.backbones import get_backbone
 from train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
 from train.run import restored_epoch, save_history, start_run, write_json
 from train.tf_env import distribution_strategy, tensorflow
@@ -29,7 +30,8 @@ class ClassifyConfig:
     labels: str | None = None
     masks: str | None = None
     out: str = "runs/classify"
-    backbone_weights: str | None = None
+    backbone: str = "mobilenetv2"
+    backbone_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
     input_size: int = 224
     alpha: float = 0.35
     crop_margin: float = DEFAULT_CROP_MARGIN
@@ -200,6 +202,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
     if config.imbalance not in ("auto", *IMBALANCE_STRATEGIES):
         raise DermedgeError(f"unknown --imbalance {config.imbalance!r}: use auto or one of "
                             f"{', '.join(IMBALANCE_STRATEGIES)}")
+    get_backbone(config.backbone)  # an unknown name fails before a run folder is made
     if not 0.0 <= config.crop_jitter < 1.0:
         raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
     if not 0 <= config.average_last <= config.epochs:
@@ -232,7 +235,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
     print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
     with strategy.scope():
         model = build_classifier(k, config.input_size, config.alpha, config.backbone_weights,
-                                 bn_momentum=config.bn_momentum,
+                                 bn_momentum=config.bn_momentum, backbone=config.backbone,
                                  pretrained=bool(config.backbone_weights or config.init_from))
         if config.init_from:
             model.set_weights(_continue_from(Path(config.init_from), k, config.input_size).get_weights())
@@ -275,8 +278,11 @@ def train_classifier(config: ClassifyConfig) -> dict:
         else:
             keep = tf.keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
                                                     patience=config.patience, restore_best_weights=True)
+        # An interrupted run resumes its fine-tune phase from the last finished epoch when started
+        # again with the same --out (Keras deletes the backup once the phase completes).
+        resume = tf.keras.callbacks.BackupAndRestore(str(out / "backup"))
         tune_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
-                                  tf.keras.optimizers.Adam(schedule), [scores, keep],
+                                  tf.keras.optimizers.Adam(schedule), [scores, keep, resume],
                                   validation, config.seed + 1, config.verbose,
                                   config.input_size, config.crop_jitter)
         if config.average_last:

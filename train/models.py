@@ -80,8 +80,10 @@ def build_classifier(
     flat: bool = False,
     bn_momentum: float | None = None,
     pretrained: bool | None = None,
+    backbone: str = "mobilenetv2",
 ):
-    """MobileNetV2 (ImageNet-initialised from a local file or `imagenet`) with a softmax head.
+    """A backbone from `train.backbones` (ImageNet-initialised from a local file or `imagenet`)
+    with a softmax head. `alpha` is MobileNetV2's width; EfficientNet-Lite ignores it.
 
     Training nests the backbone as one layer named "backbone" (easy to freeze for the head
     phase); `flat=True` builds the same network with the backbone's layers inline, the form
@@ -92,20 +94,42 @@ def build_classifier(
     epoch rather than Keras' 0.999, which lags by ~1000 steps. `pretrained` (default: whether
     `backbone_weights` is given) says the weights will come from a trained model.
     """
+    from train.backbones import get_backbone
+
     tf = tensorflow()
     keras = tf.keras
-    weights = None
-    if backbone_weights:
-        weights = str(backbone_weights)
-        if weights != "imagenet" and not Path(weights).is_file():
-            raise DermedgeError(f"backbone weights not found: {weights}")
+    spec = get_backbone(backbone)
+    weights = str(backbone_weights) if backbone_weights and str(backbone_weights) != "none" else None
+    if weights and weights != "imagenet" and not Path(weights).is_file():
+        raise DermedgeError(f"backbone weights not found: {weights}")
     pretrained = bool(weights) if pretrained is None else pretrained
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
+    scale, offset = spec.normalization
+    x = keras.layers.Rescaling(scale, offset=offset, name="normalize")(inputs)
+    if spec.is_lite:
+        net = _lite_backbone(keras, spec, x if flat else None, input_size, weights, bn_momentum)
+    else:
+        net = _mobilenet_backbone(keras, x if flat else None, input_size, alpha, weights, bn_momentum)
+    if flat:
+        x = net.output
+    else:
+        net._name = "backbone"
+        # With pretrained weights, BatchNorm stays in inference mode while fine-tuning unless
+        # `bn_momentum` is given: at Keras' 0.999 the moving statistics lag the changing weights
+        # and validation collapses (measured: balanced accuracy 0.56 -> 0.22). From scratch, BN trains.
+        x = net(x, training=False) if pretrained and bn_momentum is None else net(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    name = f"mobilenetv2_{alpha}" if not spec.is_lite else spec.name.replace("-", "_")
+    return keras.Model(inputs, outputs, name=f"{name}_{input_size}")
+
+
+def _mobilenet_backbone(keras, input_tensor, input_size: int, alpha: float, weights, bn_momentum):
     try:
         backbone = keras.applications.MobileNetV2(
             input_shape=(input_size, input_size, 3), alpha=alpha, include_top=False, weights=weights,
-            input_tensor=x if flat else None,
+            input_tensor=input_tensor,
         )
     except (ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0]
@@ -121,18 +145,23 @@ def build_classifier(
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
-    if flat:
-        x = backbone.output
-    else:
-        backbone._name = "backbone"
-        # With pretrained weights, BatchNorm stays in inference mode while fine-tuning unless
-        # `bn_momentum` is given: at Keras' 0.999 the moving statistics lag the changing weights
-        # and validation collapses (measured: balanced accuracy 0.56 -> 0.22). From scratch, BN trains.
-        x = backbone(x, training=False) if pretrained and bn_momentum is None else backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=f"mobilenetv2_{alpha}_{input_size}")
+    return backbone
+
+
+def _lite_backbone(keras, spec, input_tensor, input_size: int, weights, bn_momentum):
+    """EfficientNet-Lite as a Keras model (its input is the normalised image), ImageNet weights from
+    the legacy torch state dict when `weights` is given."""
+    from train.backbones import lite_features, lite_weights_file, load_lite_weights
+    from train.torch_weights import read_legacy_state_dict
+
+    inner = input_tensor if input_tensor is not None else keras.Input((input_size, input_size, 3), name="normalized")
+    source = keras.utils.get_source_inputs(inner)
+    features = lite_features(keras, inner, spec, 0.99 if bn_momentum is None else bn_momentum)
+    backbone = keras.Model(source, features, name=spec.name.replace("-", "_"))
+    if weights:
+        path = lite_weights_file(spec, weights)
+        load_lite_weights({layer.name: layer for layer in backbone.layers}, read_legacy_state_dict(path), path)
+    return backbone
 
 
 def load_trained_model(path: str | Path, role: str):
