@@ -51,14 +51,14 @@ def write_video(path: Path, frames: int, width: int, height: int, fps: float) ->
 
 def machine() -> dict:
     try:
-        from dermedge.machine import machine_info
+        from dermedge.commands.machine import machine_info
 
         return machine_info(measure_peak=False)
     except Exception as exc:  # noqa: BLE001 - the figures stand without the details
         import platform
 
         return {"cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count(),
-                "note": f"dermedge.machine unavailable: {exc}"}
+                "note": f"dermedge.commands.machine unavailable: {exc}"}
 
 
 def run(pipeline: Pipeline, video: Path, pace: bool) -> dict:

@@ -189,10 +189,9 @@ def read_isic(
         rows = _read_csv(Path(ground_truth_csv), ("image",) + ISIC_ONE_HOT_COLUMNS)
         for row in rows:
             image_id = row["image"].strip()
-            scores = [float(row[c] or 0) for c in ISIC_ONE_HOT_COLUMNS]
-            if max(scores) <= 0:
+            if max(float(row[c] or 0) for c in ISIC_ONE_HOT_COLUMNS) <= 0:
                 raise DermedgeError(f"{Path(ground_truth_csv).name}: row {image_id} has no class set")
-            label = ISIC_ONE_HOT_COLUMNS[int(np.argmax(scores))].lower()
+            label = isic_label(row)
             if image_id not in files:
                 skipped.append(f"{image_id}: image file missing")
                 continue
@@ -300,3 +299,67 @@ def _csv_columns(path: Path) -> set[str]:
         raise DermedgeError(f"CSV not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         return set(next(csv.reader(f), []))
+
+
+def isic_label(row: dict[str, str]) -> str:
+    """The diagnosis of an ISIC one-hot ground-truth row (the column with the largest value)."""
+    values = [float(row[c] or 0) for c in ISIC_ONE_HOT_COLUMNS]
+    return ISIC_ONE_HOT_COLUMNS[int(np.argmax(values))].lower()
+
+
+BINARY_COLUMNS = ("melanoma", "malignant", "target", "benign_malignant")
+POSITIVE_WORDS = {"1", "1.0", "true", "yes", "malignant", "melanoma", "mel"}
+NEGATIVE_WORDS = {"0", "0.0", "false", "no", "benign"}
+
+
+@dataclass
+class LabelTable:
+    """Image ids and their ground truth, read from any of the label CSV forms `evaluate` accepts."""
+
+    form: str  # "ham10000", "isic", "split", or "binary"
+    ids: list[str]
+    targets: list  # class names, or 0/1 for the binary form
+    binary_column: str | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.form == "binary"
+
+
+def read_label_table(path: Path, split: str | None = None) -> LabelTable:
+    """Recognise the CSV by its columns. A dermedge `split.csv` is filtered to `split` (default test)."""
+    if not Path(path).is_file():
+        raise DermedgeError(f"label CSV not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or ())
+        rows = list(reader)
+    if {"image_id", "label", "split"} <= columns:
+        wanted = split or "test"
+        rows = [r for r in rows if r["split"] == wanted]
+        if not rows:
+            raise DermedgeError(f"{Path(path).name} has no rows in split {wanted!r}")
+        return LabelTable("split", [r["image_id"] for r in rows], [r["label"] for r in rows])
+    if split:
+        raise DermedgeError("--split applies to a dermedge split.csv; "
+                            f"{Path(path).name} has no split column")
+    if {"image_id", "dx"} <= columns:
+        return LabelTable("ham10000", [r["image_id"] for r in rows], [r["dx"] for r in rows])
+    if {"image", *ISIC_ONE_HOT_COLUMNS} <= columns:
+        return LabelTable("isic", [r["image"] for r in rows], [isic_label(r) for r in rows])
+    id_column = "image_id" if "image_id" in columns else "image" if "image" in columns else None
+    target_column = next((c for c in BINARY_COLUMNS if c in columns), None)
+    if id_column and target_column:
+        targets = []
+        for r in rows:
+            word = str(r[target_column]).strip().lower()
+            if word not in POSITIVE_WORDS | NEGATIVE_WORDS:
+                raise DermedgeError(f"{Path(path).name}: {target_column}={r[target_column]!r} for "
+                                    f"{r[id_column]} is neither 0/1 nor benign/malignant")
+            targets.append(int(word in POSITIVE_WORDS))
+        return LabelTable("binary", [r[id_column] for r in rows], targets, target_column)
+    raise DermedgeError(
+        f"{Path(path).name}: columns not recognised; expected HAM10000 metadata (image_id,dx), ISIC "
+        "one-hot (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC), a dermedge split.csv, or image_id/image plus "
+        "one of " + ", ".join(BINARY_COLUMNS)
+    )

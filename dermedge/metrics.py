@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dermedge.errors import missing_extra
+
 ISIC_JACCARD_FLOOR = 0.65  # ISIC 2018 Task 1: a per-image Jaccard under this counts as 0
 BOOTSTRAP_RESAMPLES = 2000  # resamples of the images behind every 95% interval; stable to ~0.002
 
@@ -189,3 +191,25 @@ def classification_metrics(
         )
         result["malignant"] = binary_operating_point(truth, decision, score)
     return result
+
+
+def coverage_curve(confidence: np.ndarray, correct: np.ndarray, points: int = 21) -> list[dict]:
+    """Accuracy of the answers kept when the least confident are withheld, at coverages 100%..0%:
+    the trade-off a user picks `min_confidence` from."""
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    correct = np.asarray(correct, bool)[order]
+    kept_accuracy = np.cumsum(correct) / np.arange(1, len(correct) + 1)
+    curve = []
+    for coverage in np.linspace(1.0, 0.05, points):
+        n = max(int(round(coverage * len(correct))), 1)
+        curve.append({"coverage": round(n / len(correct), 4), "accuracy": round(float(kept_accuracy[n - 1]), 4),
+                      "min_confidence": round(float(np.asarray(confidence)[order][n - 1]), 4)})
+    return curve
+
+
+def require_eval_extra() -> None:
+    """scikit-learn (and the scipy it brings) come with the [eval] extra: a one-line hint without it."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise missing_extra("eval", "scikit-learn") from exc

@@ -6,7 +6,7 @@ so that this package alone can go onto a Raspberry Pi or phone.
 
 from edge_runtime.bundle import Bundle, BundleError, load_bundle
 from edge_runtime.image_io import ImageError, read_image
-from edge_runtime.labels import HAM10000_CLASSES, MALIGNANT_CLASSES, is_malignant
+from edge_runtime.labels import HAM10000_CLASSES, MALIGNANT_CLASSES
 from edge_runtime.pipeline import Pipeline, Result
 from edge_runtime.preprocess import CropBox, crop_to_lesion, lesion_box
 
@@ -20,7 +20,6 @@ __all__ = [
     "load_bundle",
     "HAM10000_CLASSES",
     "MALIGNANT_CLASSES",
-    "is_malignant",
     "CropBox",
     "crop_to_lesion",
     "lesion_box",

@@ -15,7 +15,3 @@ HAM10000_NAMES: dict[str, str] = {
 
 # The benign/malignant view: these three diagnoses are treated as malignant.
 MALIGNANT_CLASSES: frozenset[str] = frozenset({"mel", "bcc", "akiec"})
-
-
-def is_malignant(label: str) -> bool:
-    return label in MALIGNANT_CLASSES

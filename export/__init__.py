@@ -1,4 +1,4 @@
-"""Export: trained Keras models -> pruned / quantized TFLite and Core ML variants -> a bundle.
+"""`dermedge.export`: trained Keras models -> pruned / quantized TFLite and Core ML variants -> a bundle.
 
 Each transformation is one function from model to model (`optimize.py`), each format one
 converter (`formats.py` lists them all), and every exported file is checked against its Keras

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +21,13 @@ from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_recor
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.labels import HAM10000_CLASSES, HAM10000_NAMES, MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
-from export import coreml, optimize, tflite
-from export.formats import Variant, select_variants
-from export.keras_io import flatten_classifier
-from train.backbones import get_backbone, identify_backbone
-from train.models import load_trained_model
-from export.validate import classifier_figures, segmenter_figures
-from train.tf_env import tensorflow
+from dermedge.export import coreml, optimize, tflite
+from dermedge.export.formats import Variant, select_variants
+from dermedge.export.keras_io import flatten_classifier
+from dermedge.train.backbones import get_backbone, identify_backbone
+from dermedge.train.models import load_trained_model
+from dermedge.export.validate import classifier_figures, segmenter_figures
+from dermedge.train.tf_env import tensorflow
 
 ROLES = ("segmenter", "classifier")
 MIN_VALIDATION_IMAGES = 100
@@ -57,10 +56,20 @@ class ExportConfig:
     fine_tune_images: int = 0
     batch_size: int = 32
     agreement_floor: float = 0.9
-    calibrate: bool = True  # fit temperature / operating point on the validation split (needs it)
     distill: bool = True  # pruned/QAT classifier fine-tunes to the float model's probabilities, not labels
-    zip: bool = False
     seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    """What `export_bundle` wrote, and what the steps after it need: the command chains
+    calibration (on `validation`, the val rows of `split`), the zip and the table."""
+
+    out: Path
+    manifest: dict
+    failures: list[str]  # variants under the agreement floor: the command fails after the rest is done
+    split: Path
+    validation: list[Sample]
 
 
 def _read_json(path: Path) -> dict:
@@ -88,7 +97,7 @@ class _Data:
     fine-tuning sets from the training split."""
 
     def __init__(self, config: ExportConfig, labels, seg_size: int, cls_size: int, margin: float):
-        from train.data import load_crop_arrays, load_segmentation_arrays
+        from dermedge.train.data import load_crop_arrays, load_segmentation_arrays
 
         split_path = Path(config.split) if config.split else Path(config.classifier).parent / "split.csv"
         if not split_path.is_file():
@@ -118,7 +127,7 @@ class _Data:
         self._tune = {}
 
     def fine_tune_arrays(self, role: str):
-        from train.data import load_crop_arrays, load_segmentation_arrays
+        from dermedge.train.data import load_crop_arrays, load_segmentation_arrays
 
         if role not in self._tune:
             samples = _subset(self._train, self._tune_n, self._seed)
@@ -136,17 +145,17 @@ def _fine_tune(model, role: str, data, epochs: int, batch_size: int, learning_ra
     keep the float model's decisions, and labels (with class weights) pull it elsewhere.
     """
     tf = tensorflow()
-    from train.data import classification_dataset, segmentation_dataset
+    from dermedge.train.data import classification_dataset, segmentation_dataset
 
     if role == "segmenter":
-        from train.losses import bce_dice_loss
+        from dermedge.train.losses import bce_dice_loss
 
         ds, loss, class_weight = segmentation_dataset(data, batch_size, augment=True), bce_dice_loss, None
     elif teacher is not None:
         ds, class_weight = classification_dataset(data, num_classes, batch_size, augment=True), None
         model, loss = _distillation(model, teacher), None
     else:
-        from train.classify import inverse_frequency_weights
+        from dermedge.train.classify import inverse_frequency_weights
 
         ds = classification_dataset(data, num_classes, batch_size, augment=True)
         loss = tf.keras.losses.CategoricalCrossentropy()
@@ -244,7 +253,7 @@ def _tflite_metadata(role: str, labels, size: int) -> dict:
     return entry
 
 
-def export_bundle(config: ExportConfig) -> dict:
+def export_bundle(config: ExportConfig) -> ExportResult:
     tf = tensorflow()
     tf.keras.utils.set_random_seed(config.seed)
     variants = select_variants(config.variants)
@@ -329,28 +338,7 @@ def export_bundle(config: ExportConfig) -> dict:
         "dataset": DATASET,
     }
     write_manifest(out, manifest)
-    if config.calibrate:
-        manifest = _calibrate(out, data)
-    if config.zip:
-        _zip_bundle(out)
-    print_variant_table(manifest)
-    if failures:
-        raise DermedgeError("agreement below the floor: " + "; ".join(failures))
-    return manifest
-
-
-def _calibrate(out: Path, data: "_Data") -> dict:
-    """Temperature, malignant operating point and 'uncertain' floor per TFLite variant, fitted on
-    the validation split through the deployed pipeline (`dermedge calibrate` does the same later)."""
-    from dermedge.calibration import calibrate_bundle
-
-    tflite_variants = [n for n, v in load_bundle(out).variants.items() if v["format"] == "tflite"]
-    if not data.val or not tflite_variants:
-        console.print("[yellow]no validation split or TFLite variant: the bundle is not calibrated[/]")
-        return load_bundle(out).manifest
-    console.print(f"calibrating {', '.join(tflite_variants)} on {len(data.val)} validation images")
-    calibrate_bundle(out, data.val[0].image_path.parent, data.split_path, "val", console=console)
-    return load_bundle(out).manifest
+    return ExportResult(out, manifest, failures, data.split_path, data.val)
 
 
 def _export_one(variant: Variant, role: str, model, path: Path, labels, size: int, data: _Data, reference,
@@ -386,22 +374,3 @@ def _training_record(run: Path, config: dict) -> dict:
     summary = _read_json(run / "summary.json")
     return {"run": run.as_posix(), "command": config.get("command"),
             "test": summary.get("test"), "parameters": summary.get("parameters")}
-
-
-def _zip_bundle(out: Path) -> Path:
-    archive = out.with_suffix(".zip")
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(out.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(out).as_posix())
-    console.print(f"wrote {archive}")
-    return archive
-
-
-def print_variant_table(manifest: dict) -> None:
-    """Size, agreement with Keras and task metrics of every variant, side by side."""
-    from dermedge.bundle_table import rich_table, sparsity_lines
-
-    console.print(rich_table(manifest, "export: every variant against its Keras original (held-out test split)"))
-    for line in sparsity_lines(manifest):
-        console.print(line)

@@ -4,7 +4,6 @@ is validated by reloading its spec and checking inputs, outputs and labels."""
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 from dermedge import __version__
@@ -92,7 +91,3 @@ def _class_labels(spec) -> tuple[str, ...]:
                     return tuple(label for item in argument.value.immediateValue.list.values
                                  for label in item.immediateValue.tensor.strings.values)
     return ()
-
-
-def can_predict() -> bool:
-    return platform.system() == "Darwin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from dermedge.errors import DermedgeError
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 
 def flatten_classifier(model):
@@ -17,8 +17,8 @@ def flatten_classifier(model):
     tf = tensorflow()
     if not any(isinstance(layer, tf.keras.Model) for layer in model.layers):
         return model
-    from train.backbones import identify_backbone
-    from train.models import build_classifier
+    from dermedge.train.backbones import identify_backbone
+    from dermedge.train.models import build_classifier
 
     flat = build_classifier(model.output_shape[-1], int(model.input_shape[1]), flat=True,
                             **identify_backbone(model))

@@ -11,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 MIN_PRUNABLE_WEIGHTS = 1024  # tiny kernels (first conv, depthwise 3x3) cost accuracy, save nothing
 

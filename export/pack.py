@@ -8,11 +8,12 @@ metrics included), so a packed bundle says exactly what the full export measured
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 from dermedge.errors import DermedgeError
 from edge_runtime.bundle import empty_bundle_folder, load_bundle, pick_default_variant, write_manifest
-from export.formats import VARIANTS
+from dermedge.export.formats import VARIANTS
 
 GROUPS = {"tflite": [v.name for v in VARIANTS if v.format == "tflite"],
           "coreml": [v.name for v in VARIANTS if v.format == "coreml"]}
@@ -47,3 +48,14 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
     manifest["packed_from"] = {"variants": list(manifest["variants"]), "of": list(bundle.variants)}
     write_manifest(out, manifest)
     return manifest
+
+
+def zip_bundle(out: Path) -> Path:
+    """`<out>.zip` beside the bundle folder, member paths relative to it (what `Pipeline.load` takes)."""
+    out = Path(out)
+    archive = out.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(out.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(out).as_posix())
+    return archive

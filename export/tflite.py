@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 METADATA_NAME = "dermedge"  # the model-metadata entry holding our JSON (labels, normalisation)
 

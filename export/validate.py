@@ -7,6 +7,7 @@ import numpy as np
 
 from dermedge.metrics import classification_metrics, dice, paired_difference_interval, segmentation_metrics
 from edge_runtime.labels import MALIGNANT_CLASSES
+from edge_runtime.postprocess import clean_mask
 
 
 def classifier_figures(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray,
@@ -28,16 +29,13 @@ def classifier_figures(reference: np.ndarray, probs: np.ndarray, labels: np.ndar
 
 def segmenter_figures(reference: np.ndarray, probs: np.ndarray, truths: list[np.ndarray],
                       threshold: float = 0.5) -> dict:
-    """Mask Dice against the Keras mask (model resolution), and Dice/IoU against the true masks
-    at each image's own resolution."""
-    import cv2
-
+    """Mask Dice against the Keras mask (model resolution), and Dice/IoU against the true masks of
+    the mask the device makes (`clean_mask`), at each image's own resolution."""
     agreement = [dice(r > threshold, p > threshold) for r, p in zip(reference, probs)]
 
     def pairs():
         for prob, truth in zip(probs, truths):
-            h, w = truth.shape
-            yield cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > threshold, truth
+            yield clean_mask(prob, truth.shape, threshold), truth
 
     task = segmentation_metrics(pairs())
     return {"n": int(len(probs)), "mask_dice_vs_keras": float(np.mean(agreement)),

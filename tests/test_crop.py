@@ -54,7 +54,7 @@ def test_low_resolution_mask_gives_the_same_box_as_full_resolution():
 
 def test_training_cuts_the_same_crops_as_the_runtime(ham_dir):
     pytest.importorskip("tensorflow")
-    from train.data import load_crop_arrays
+    from dermedge.train.data import load_crop_arrays
 
     ds = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")
     samples = ds.samples[:5]

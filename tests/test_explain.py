@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dermedge.cli import app
+from dermedge.commands.cli import app
 from edge_runtime.image_io import read_image
 from edge_runtime.overlay import write_rgb
 from edge_runtime.synthetic import draw_lesion
@@ -14,8 +14,8 @@ runner = CliRunner()
 
 
 def test_grad_cam_is_a_normalised_map_for_the_asked_class(tiny_runs):
-    from train.explain import grad_cam
-    from train.models import load_trained_model
+    from dermedge.train.explain import grad_cam
+    from dermedge.train.models import load_trained_model
 
     model = load_trained_model(tiny_runs / "classify" / "classifier.keras", "classifier")
     size = int(model.inputs[0].shape[1])

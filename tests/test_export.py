@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("tensorflow")
-from dermedge.cli import app  # noqa: E402
+from dermedge.commands.cli import app  # noqa: E402
 from edge_runtime.bundle import load_bundle, sha256_of  # noqa: E402
-from export.formats import VARIANTS  # noqa: E402
+from dermedge.export.formats import VARIANTS  # noqa: E402
 
 from conftest import has_coreml  # noqa: E402
 
@@ -74,7 +74,7 @@ def test_agreement_floor_fails_loudly(tiny_runs, tmp_path):
 
 def test_int8_takes_uint8_input_and_carries_labels(bundle):
     from edge_runtime.interpreter import TFLiteModel
-    from export.tflite import read_metadata
+    from dermedge.export.tflite import read_metadata
 
     path = load_bundle(bundle).file("int8", "classifier")
     model = TFLiteModel(path)
@@ -178,7 +178,7 @@ def test_qat_calibration_covers_activations_beyond_six():
     import tensorflow as tf
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
-    from export import optimize
+    from dermedge.export import optimize
 
     tf.keras.utils.set_random_seed(0)
     inputs = tf.keras.Input((8, 8, 3))
@@ -211,8 +211,8 @@ def test_distillation_pulls_a_student_towards_the_float_model():
     import numpy as np
     import tensorflow as tf
 
-    from export.build import _fine_tune
-    from train.data import ArrayData
+    from dermedge.export.build import _fine_tune
+    from dermedge.train.data import ArrayData
 
     tf.keras.utils.set_random_seed(0)
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dermedge.batch import Skipped, run_pipeline
+from dermedge.commands.batch import Skipped, run_pipeline
 from edge_runtime.image_io import MAX_PIXELS, ImageError, decode_image
 from edge_runtime.pipeline import Pipeline
 

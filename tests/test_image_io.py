@@ -131,7 +131,7 @@ def test_find_images_leaves_out_the_masks_of_known_layouts(tmp_path):
 def test_predict_on_a_ph2_root_classifies_the_photos_only(tmp_path):
     from typer.testing import CliRunner
 
-    from dermedge.cli import app
+    from dermedge.commands.cli import app
 
     ph2 = _ph2_with_rois(tmp_path / "ph2")
     out = tmp_path / "predictions.json"

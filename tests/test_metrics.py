@@ -95,7 +95,7 @@ def test_metrics_of_a_data_set_with_fewer_classes_than_the_model_do_not_warn():
 
 @pytest.mark.runtime
 def test_trust_metrics_of_a_data_set_with_fewer_classes_than_the_model_do_not_warn():
-    from dermedge.evaluate import trust_metrics
+    from dermedge.commands.evaluate import trust_metrics
 
     labels, probs = _two_class_data_set()
     pipeline = SimpleNamespace(temperature=1.0, min_confidence=0.0)

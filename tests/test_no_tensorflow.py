@@ -43,7 +43,7 @@ def test_cli_help_works_without_tensorflow(block):
     """`dermedge --help` lists every command, and does not import TensorFlow (nor the [eval] extra's
     scikit-learn) even where it is installed: where it is importable, a lazy import gone eager would
     show up in sys.modules; where it is blocked, it would fail the help."""
-    proc = _run("import sys\nfrom dermedge.cli import app\nsys.argv=['dermedge','--help']\ntry:\n    app()\n"
+    proc = _run("import sys\nfrom dermedge.commands.cli import app\nsys.argv=['dermedge','--help']\ntry:\n    app()\n"
                 f"finally:\n    print('imported:', sorted({{k.split('.')[0] for k in sys.modules}} & set({HEAVY!r})))\n",
                 block)
     assert proc.returncode == 0, proc.stderr
@@ -56,7 +56,7 @@ def test_cli_help_works_without_tensorflow(block):
 
 def test_training_without_the_extra_gives_an_install_hint(tmp_path):
     proc = _run(
-        "from dermedge.cli import app\nimport sys\n"
+        "from dermedge.commands.cli import app\nimport sys\n"
         f"sys.argv=['dermedge','train','segment','--images','{tmp_path}']\napp()\n"
     )
     assert proc.returncode == 2
@@ -66,7 +66,7 @@ def test_training_without_the_extra_gives_an_install_hint(tmp_path):
 
 def test_predict_example_runs_on_the_default_bundle_without_tensorflow():
     """What a fresh base install does first: the shipped bundle, the edge runtime, no TensorFlow."""
-    proc = _run("from dermedge.cli import app\nimport sys\n"
+    proc = _run("from dermedge.commands.cli import app\nimport sys\n"
                 "sys.argv=['dermedge','predict','--example','--json','-']\napp()\n")
     assert proc.returncode == 0, proc.stderr
     import json

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from dermedge.cli import app
-from dermedge.evaluate import read_label_table
+from dermedge.commands.cli import app
+from dermedge.datasets import read_label_table
 
 pytest.importorskip("tensorflow")  # the tiny bundle is exported by the tests themselves
 runner = CliRunner()

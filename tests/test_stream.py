@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dermedge.cli import app
+from dermedge.commands.cli import app
 from edge_runtime.alerts import AlertPolicy, LesionAggregator, box_iou
 from edge_runtime.capture import Backoff, Frame, IterSource, LatestFrameSlot, open_source
 from edge_runtime.pipeline import Pipeline
@@ -223,7 +223,7 @@ def test_a_camera_that_comes_back_carries_on(pipeline, lesion_image):
 
 
 def test_cli_camera_failure_prints_the_summary_and_a_clear_error(monkeypatch, lesion_image, tmp_path):
-    monkeypatch.setattr("dermedge.stream.open_source",
+    monkeypatch.setattr("dermedge.commands.stream.open_source",
                         lambda spec: IterSource([lesion_image] * 3 + [None] * 10, live=True, name=f"camera {spec}"))
     result = runner.invoke(app, ["stream", "--source", "0", "--retries", "1", "--best", str(tmp_path / "b.jpg")])
     assert result.exit_code == 2
@@ -251,7 +251,7 @@ def test_ctrl_c_ends_cleanly_with_the_summary_and_exit_0(monkeypatch, lesion_ima
             time.sleep(0.002)
             yield lesion_image
 
-    monkeypatch.setattr("dermedge.stream.open_source", lambda spec: IterSource(camera(), live=True, name="camera"))
+    monkeypatch.setattr("dermedge.commands.stream.open_source", lambda spec: IterSource(camera(), live=True, name="camera"))
     # A terminal's process: Ctrl-C deliverable, default handler (the full suite left it otherwise once).
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dermedge.errors import DermedgeError
-from train.torch_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_state_dict
+from dermedge.train.torch_weights import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_state_dict
 
 
 def _lite0_file() -> Path:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 pytest.importorskip("tensorflow")
-from dermedge.cli import app  # noqa: E402
+from dermedge.commands.cli import app  # noqa: E402
 
 runner = CliRunner()
 
@@ -65,7 +65,7 @@ def test_train_classify_measures_imbalance_and_reports(ham_dir, tmp_path):
 def test_mirrored_strategy_on_two_logical_cpus(ham_dir, tmp_path):
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "dermedge.cli", "train", "segment", *_data_args(ham_dir),
+        [sys.executable, "-m", "dermedge.commands.cli", "train", "segment", *_data_args(ham_dir),
          "--out", str(tmp_path / "mirrored"), "--input-size", "32", "--depth", "2", "--base-filters", "4",
          "--epochs", "1", "--batch-size", "8", "--strategy", "mirrored", "--logical-cpus", "2"],
         capture_output=True, text=True, env=env, timeout=300,
@@ -100,8 +100,8 @@ def test_unreachable_imagenet_download_is_one_line(ham_dir, tmp_path, monkeypatc
 
 def test_weights_of_another_width_name_the_likely_cause(tmp_path):
     from dermedge.errors import DermedgeError
-    from train.models import build_classifier
-    from train.tf_env import tensorflow
+    from dermedge.train.models import build_classifier
+    from dermedge.train.tf_env import tensorflow
 
     narrow = tensorflow().keras.applications.MobileNetV2(
         input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
@@ -112,7 +112,7 @@ def test_weights_of_another_width_name_the_likely_cause(tmp_path):
 
 def test_jitter_context_holds_the_deployed_framing_in_its_middle():
     from edge_runtime.preprocess import lesion_box
-    from train.data import jitter_context
+    from dermedge.train.data import jitter_context
 
     import numpy as np
 
@@ -129,7 +129,7 @@ def test_jitter_context_holds_the_deployed_framing_in_its_middle():
 def test_jittered_training_batches_have_the_model_size():
     import numpy as np
 
-    from train.data import ArrayData, classification_dataset
+    from dermedge.train.data import ArrayData, classification_dataset
 
     data = ArrayData(images=np.full((4, 40, 40, 3), 128, np.uint8), targets=np.array([0, 1, 2, 0]), kept=[], failed=[])
     x, y = next(iter(classification_dataset(data, 3, 4, augment=True, out_size=32, jitter=0.2)))
@@ -161,8 +161,8 @@ def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_
 def test_tail_average_is_the_mean_of_the_last_epochs_weights():
     import numpy as np
 
-    from train.classify import TailAverage
-    from train.tf_env import tensorflow
+    from dermedge.train.classify import TailAverage
+    from dermedge.train.tf_env import tensorflow
 
     tf = tensorflow()
     model = tf.keras.Sequential([tf.keras.layers.Input((2,)), tf.keras.layers.Dense(1)])
@@ -180,8 +180,8 @@ def test_tail_average_is_the_mean_of_the_last_epochs_weights():
 def test_batchnorm_recalibration_moves_the_statistics_to_the_data():
     import numpy as np
 
-    from train.classify import recalibrate_batchnorm
-    from train.tf_env import tensorflow
+    from dermedge.train.classify import recalibrate_batchnorm
+    from dermedge.train.tf_env import tensorflow
 
     tf = tensorflow()
     norm = tf.keras.layers.BatchNormalization(momentum=0.9)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dermedge.cli import app
+from dermedge.commands.cli import app
 from edge_runtime.bundle import DEFAULT_BUNDLE, MANIFEST, load_bundle
 from edge_runtime.calibration import apply_temperature
 from edge_runtime.pipeline import UNCERTAIN, Pipeline

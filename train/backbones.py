@@ -170,8 +170,8 @@ def efficientnet_lite_imagenet(name: str = "efficientnet-lite0", input_size: int
                                weights: str | Path = "imagenet"):
     """The ImageNet classifier itself (RGB 0..255 in, 1000 logits out), to check a port against
     reference logits."""
-    from train.tf_env import tensorflow
-    from train.torch_weights import read_legacy_state_dict
+    from dermedge.train.tf_env import tensorflow
+    from dermedge.train.torch_weights import read_legacy_state_dict
 
     keras = tensorflow().keras
     backbone = get_backbone(name)

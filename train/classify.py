@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from dermedge.metrics import classification_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
-from train.backbones import get_backbone
-from train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
-from train.run import restored_epoch, save_history, start_run, write_json
-from train.tf_env import distribution_strategy, tensorflow
+from dermedge.train.backbones import get_backbone
+from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
+from dermedge.train.run import restored_epoch, save_history, start_run, write_json
+from dermedge.train.tf_env import distribution_strategy, tensorflow
 
 IMBALANCE_STRATEGIES = ("class-weights", "focal", "balanced-sampling", "none")
 
@@ -194,7 +195,7 @@ def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: i
 
 def train_classifier(config: ClassifyConfig) -> dict:
     tf = tensorflow(config.logical_cpus)
-    from train.models import build_classifier
+    from dermedge.train.models import build_classifier
 
     if config.init_from and config.imbalance == "auto":
         raise DermedgeError("--init-from continues a trained model: name its --imbalance strategy "
@@ -285,6 +286,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                   tf.keras.optimizers.Adam(schedule), [scores, keep, resume],
                                   validation, config.seed + 1, config.verbose,
                                   config.input_size, config.crop_jitter)
+        shutil.rmtree(out / "backup", ignore_errors=True)  # the phase is complete: nothing to resume
         if config.average_last:
             model.set_weights(keep.averaged_weights())
             recalibrate_batchnorm(model, deployed_framing().images, config.batch_size)
@@ -315,7 +317,7 @@ def _continue_from(path: Path, num_classes: int, input_size: int):
 
     Only the weights are taken: the model is rebuilt from the current options (e.g. trainable
     BatchNorm), which must describe the same architecture."""
-    from train.models import load_trained_model
+    from dermedge.train.models import load_trained_model
 
     model = load_trained_model(path, "classifier")
     names = {layer.name for layer in model.layers}

@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from dermedge.datasets import Sample, read_mask, read_rgb
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN, crop_to_lesion
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 
 @dataclass

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from dermedge.errors import DermedgeError
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 
 def grad_cam(model, crop: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -59,7 +59,7 @@ def explain(image: np.ndarray, classifier_path: Path, bundle=None, variant: str 
     """
     from edge_runtime.pipeline import Pipeline, check_image
     from edge_runtime.preprocess import crop_to_lesion
-    from train.models import load_trained_model
+    from dermedge.train.models import load_trained_model
 
     pipeline = Pipeline.load(bundle, variant)
     model = load_trained_model(classifier_path, "classifier")

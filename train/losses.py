@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 tf = tensorflow()  # this module is only imported once training starts
 

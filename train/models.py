@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dermedge.errors import DermedgeError
-from train.tf_env import tensorflow
+from dermedge.train.tf_env import tensorflow
 
 SEGMENTER_DECODERS = ("unet", "fcn")
 
@@ -94,7 +94,7 @@ def build_classifier(
     epoch rather than Keras' 0.999, which lags by ~1000 steps. `pretrained` (default: whether
     `backbone_weights` is given) says the weights will come from a trained model.
     """
-    from train.backbones import get_backbone
+    from dermedge.train.backbones import get_backbone
 
     tf = tensorflow()
     keras = tf.keras
@@ -151,8 +151,8 @@ def _mobilenet_backbone(keras, input_tensor, input_size: int, alpha: float, weig
 def _lite_backbone(keras, spec, input_tensor, input_size: int, weights, bn_momentum):
     """EfficientNet-Lite as a Keras model (its input is the normalised image), ImageNet weights from
     the legacy torch state dict when `weights` is given."""
-    from train.backbones import lite_features, lite_weights_file, load_lite_weights
-    from train.torch_weights import read_legacy_state_dict
+    from dermedge.train.backbones import lite_features, lite_weights_file, load_lite_weights
+    from dermedge.train.torch_weights import read_legacy_state_dict
 
     inner = input_tensor if input_tensor is not None else keras.Input((input_size, input_size, 3), name="normalized")
     source = keras.utils.get_source_inputs(inner)
@@ -174,7 +174,7 @@ def load_trained_model(path: str | Path, role: str):
     path = Path(path)
     if not path.is_file():
         raise DermedgeError(f"{role} model not found: {path}")
-    from train.losses import CUSTOM_OBJECTS
+    from dermedge.train.losses import CUSTOM_OBJECTS
 
     try:
         model = tf.keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False,

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from dermedge.datasets import read_dataset, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.metrics import segmentation_metrics
 from dermedge.splits import split_dataset, write_split_csv
-from train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
-from train.run import restored_epoch, save_history, start_run, write_json
-from train.tf_env import distribution_strategy, tensorflow
+from dermedge.train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
+from dermedge.train.run import restored_epoch, save_history, start_run, write_json
+from dermedge.train.tf_env import distribution_strategy, tensorflow
+from edge_runtime.postprocess import clean_mask
 
 
 @dataclass
@@ -47,23 +47,22 @@ def predict_masks(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray
 
 
 def evaluate_at_image_size(model, data: ArrayData, threshold: float = 0.5) -> dict:
-    """Dice/IoU of masks upsampled to each image's own size against its original mask."""
+    """Dice/IoU against each image's original mask, of the mask the device makes from the map
+    (`edge_runtime.postprocess.clean_mask`: resized, thresholded, largest component, holes filled)."""
     probabilities = predict_masks(model, data.images)
 
     def pairs():
         for sample, prob in zip(data.kept, probabilities):
             truth = read_mask(sample.mask_path)
-            h, w = truth.shape
-            pred = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > threshold
-            yield pred, truth
+            yield clean_mask(prob, truth.shape, threshold), truth
 
     return segmentation_metrics(pairs())
 
 
 def train_segmenter(config: SegmentConfig) -> dict:
     tf = tensorflow(config.logical_cpus)
-    from train.losses import bce_dice_loss, dice_metric, iou_metric
-    from train.models import build_segmenter
+    from dermedge.train.losses import bce_dice_loss, dice_metric, iou_metric
+    from dermedge.train.models import build_segmenter
 
     tf.keras.utils.set_random_seed(config.seed)
     out = start_run(Path(config.out), config)

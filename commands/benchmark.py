@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from dermedge.batch import Skipped, progress_bar
+from dermedge.commands.batch import Skipped, progress_bar
 from dermedge.datasets import images_by_stem, masks_by_image_id, read_mask
 from dermedge.errors import DermedgeError
-from dermedge.machine import machine_info
+from dermedge.commands.machine import machine_info
 from dermedge.metrics import dice, paired_difference_interval
-from dermedge.model_stats import model_stats
+from dermedge.commands.model_stats import model_stats
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.image_io import ImageError, read_image
 from edge_runtime.pipeline import Pipeline
@@ -90,7 +90,7 @@ def load_data(config: BenchmarkConfig, console: Console) -> LabelledData | None:
         if config.labels or config.masks:
             raise DermedgeError("--labels and --masks need --images")
         return None
-    from dermedge.evaluate import read_label_table
+    from dermedge.datasets import read_label_table
 
     files = images_by_stem(Path(config.images))
     table = read_label_table(config.labels, config.split) if config.labels else None
@@ -155,7 +155,7 @@ def keras_pipelines(config: BenchmarkConfig, bundle: Bundle, threads: int, conso
     if missing:
         return {}, f"no Keras models at {', '.join(missing)}"
     try:
-        from train.tf_env import tensorflow
+        from dermedge.train.tf_env import tensorflow
 
         tf = tensorflow()
     except ImportError:
@@ -166,7 +166,7 @@ def keras_pipelines(config: BenchmarkConfig, bundle: Bundle, threads: int, conso
         note = f"TensorFlow intra-op threads {threads}"
     except RuntimeError:  # TensorFlow already started in this process (tests): its own thread pool
         note = "TensorFlow's default threads (already initialised)"
-    from train.models import KerasModel, load_trained_model
+    from dermedge.train.models import KerasModel, load_trained_model
 
     segmenter = load_trained_model(config.keras_segmenter, "segmenter")
     classifier = load_trained_model(config.keras_classifier, "classifier")
@@ -246,7 +246,7 @@ def task_metrics(pipeline: Pipeline, data: LabelledData, probabilities: np.ndarr
 
 _PROBE = """
 import json, sys
-from dermedge.benchmark import probe_child
+from dermedge.commands.benchmark import probe_child
 print(json.dumps(probe_child(*json.loads(sys.argv[1]))))
 """
 
@@ -257,7 +257,7 @@ def probe_child(bundle: str | None, variant: str | None, threads: int, keras_pat
     image = draw_lesion(np.random.default_rng(0))[0]
     start = time.perf_counter()
     if keras_paths:  # the load time includes importing TensorFlow, as it would on a device
-        from train.models import KerasModel, load_trained_model
+        from dermedge.train.models import KerasModel, load_trained_model
 
         bundle_obj = load_bundle(bundle)
         call = KERAS_ROWS[variant]

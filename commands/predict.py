@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dermedge.batch import Skipped, run_pipeline, stdout_console
+from dermedge.commands.batch import Skipped, run_pipeline, stdout_console
 from dermedge.errors import DermedgeError
 from edge_runtime.image_io import find_images
 from edge_runtime.overlay import draw_overlay, write_rgb

@@ -15,7 +15,7 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from dermedge import __version__
-from dermedge.batch import stdout_console
+from dermedge.commands.batch import stdout_console
 from dermedge.errors import DermedgeError, missing_extra
 from edge_runtime.bundle import BundleError
 from edge_runtime.image_io import ImageError
@@ -129,7 +129,7 @@ def train_segment(
     limit: int = typer.Option(0, "--limit", help="Use only the first N images."),
 ) -> None:
     """Train the lesion segmenter (U-Net or FCN) with BCE + Dice loss."""
-    from train.segment import SegmentConfig, train_segmenter
+    from dermedge.train.segment import SegmentConfig, train_segmenter
 
     config = SegmentConfig(
         images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
@@ -195,7 +195,7 @@ def train_classify(
     ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
-    from train.classify import ClassifyConfig, train_classifier
+    from dermedge.train.classify import ClassifyConfig, train_classifier
 
     config = ClassifyConfig(
         images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
@@ -235,7 +235,7 @@ def export_command(
                                      "worst-quantized tensors (QuantizationDebugger scaled RMSE) in float."),
     fine_tune_images: int = typer.Option(0, "--fine-tune-images", help="Training images for fine-tuning (0 = all)."),
     agreement_floor: float = typer.Option(0.9, "--agreement-floor", help="Fail if top-1 agreement or mask Dice vs Keras is below."),
-    zip_bundle: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
+    zip_bundle_: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit temperature, malignant "
                                    "threshold and 'uncertain' floor per TFLite variant on the validation split."),
     distill: bool = typer.Option(True, "--distill/--no-distill", help="Pruned and QAT classifiers fine-tune "
@@ -244,16 +244,36 @@ def export_command(
 ) -> None:
     """Prune, quantize and convert the trained models to TFLite and Core ML, check every export
     against Keras on held-out images, and write a bundle with its manifest."""
-    from export.build import ExportConfig, export_bundle
+    from dermedge.commands.bundle_table import rich_table, sparsity_lines
+    from dermedge.commands.calibration import calibrate_bundle
+    from dermedge.export.build import ExportConfig, export_bundle
+    from edge_runtime.bundle import load_bundle
+    from dermedge.export.pack import zip_bundle
 
-    export_bundle(ExportConfig(
+    result = export_bundle(ExportConfig(
         segmenter=str(segmenter), classifier=str(classifier), out=str(out), variants=variants,
         split=str(split) if split else None, data_root=str(data_root) if data_root else None,
         representative=representative, validation_images=validation_images, sparsity=sparsity,
         fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, float_layers=float_layers,
-        fine_tune_images=fine_tune_images,
-        agreement_floor=agreement_floor, zip=zip_bundle, seed=seed, calibrate=calibrate, distill=distill,
+        fine_tune_images=fine_tune_images, agreement_floor=agreement_floor, seed=seed, distill=distill,
     ))
+    manifest = result.manifest
+    if calibrate:
+        tflite_variants = [n for n, v in manifest["variants"].items() if v["format"] == "tflite"]
+        if result.validation and tflite_variants:
+            console.print(f"calibrating {', '.join(tflite_variants)} on {len(result.validation)} validation images")
+            calibrate_bundle(result.out, result.validation[0].image_path.parent, result.split, "val", console=console)
+            manifest = load_bundle(result.out).manifest
+        else:
+            console.print("[yellow]no validation split or TFLite variant: the bundle is not calibrated[/]")
+    if zip_bundle_:
+        console.print(f"wrote {zip_bundle(result.out)}")
+    table = Console(width=None if Console().is_terminal else 160)  # logs keep the table readable
+    table.print(rich_table(manifest, "export: every variant against its Keras original (held-out test split)"))
+    for line in sparsity_lines(manifest):
+        table.print(line)
+    if result.failures:
+        raise DermedgeError("agreement below the floor: " + "; ".join(result.failures))
 
 
 @app.command("pack")
@@ -266,7 +286,7 @@ def pack_command(
                                                   "(default: the source's, else int8)."),
 ) -> None:
     """Copy a bundle with only the variants a device needs (files, sha256 and metrics unchanged)."""
-    from export.pack import pack_bundle
+    from dermedge.export.pack import pack_bundle
 
     manifest = pack_bundle(bundle, out, variants, default_variant)
     size = sum(f["bytes"] for v in manifest["variants"].values() for f in v["files"].values())
@@ -284,7 +304,7 @@ def info_command(
     """Show a bundle: labels, and per variant its format, files and metrics."""
     import json
 
-    from dermedge.bundle_table import markdown_table, rich_table, sparsity_lines
+    from dermedge.commands.bundle_table import markdown_table, rich_table, sparsity_lines
     from edge_runtime.bundle import load_bundle
 
     loaded = load_bundle(bundle)
@@ -348,7 +368,7 @@ def predict_command(
     tta: bool = TtaOpt,
 ) -> None:
     """Segment, crop and classify images with the edge runtime (no TensorFlow needed)."""
-    from dermedge.predict import predict_example, predict_files
+    from dermedge.commands.predict import predict_example, predict_files
 
     pipeline = _pipeline(bundle, variant, threads, tta)
     if example:
@@ -376,7 +396,7 @@ def evaluate_segment(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the Dice histogram."),
 ) -> None:
     """Dice / IoU / ISIC thresholded Jaccard of the deployed lesion masks."""
-    from dermedge.evaluate import evaluate_segmentation
+    from dermedge.commands.evaluate import evaluate_segmentation
 
     pipeline = _pipeline(bundle, variant, threads)
     metrics = evaluate_segmentation(pipeline, images, masks, labels, split, console, plots)
@@ -397,7 +417,7 @@ def evaluate_classify(
     tta: bool = TtaOpt,
 ) -> None:
     """The whole two-stage pipeline as deployed (U-Net crops), scored against labels."""
-    from dermedge.evaluate import evaluate_classification
+    from dermedge.commands.evaluate import evaluate_classification
 
     pipeline = _pipeline(bundle, variant, threads, tta)
     metrics = evaluate_classification(pipeline, images, labels, split, console, plots)
@@ -445,8 +465,8 @@ def benchmark_command(
     """Latency, size and accuracy of every bundle variant side by side, against the Keras originals."""
     import json
 
-    from dermedge.benchmark import BenchmarkConfig, run_benchmark
-    from dermedge.benchmark_report import machine_line, markdown, plot, quantization_lines, rich_tables
+    from dermedge.commands.benchmark import BenchmarkConfig, run_benchmark
+    from dermedge.commands.benchmark_report import machine_line, markdown, plot, quantization_lines, rich_tables
 
     try:
         thread_counts = tuple(sorted({int(t) for t in threads.split(",") if t.strip()}))
@@ -515,7 +535,7 @@ def stream_command(
     """Screen live dermatoscope video: quality gate, pipeline and a K-of-N referral alert, as JSON events."""
     from dataclasses import replace
 
-    from dermedge.stream import best_frame_path, screen
+    from dermedge.commands.stream import best_frame_path, screen
     from edge_runtime.alerts import AlertPolicy
     from edge_runtime.capture import Backoff
     from edge_runtime.quality import QualityThresholds
@@ -552,7 +572,7 @@ def calibrate_command(
 ) -> None:
     """Fit temperature scaling, the malignant operating point and the 'uncertain' confidence floor per
     variant on held-out data, and store them in the bundle manifest (the runtime applies them)."""
-    from dermedge.calibration import calibrate_bundle
+    from dermedge.commands.calibration import calibrate_bundle
 
     found = calibrate_bundle(bundle, images, labels, split, sensitivity, coverage,
                              [v.strip() for v in variants.split(",")] if variants else None, threads, console)
@@ -583,7 +603,7 @@ def explain_command(
     """Grad-CAM of the classifier on the lesion crop the pipeline cuts: the photo with the crop box,
     beside the crop with the heatmap of the evidence for the class."""
     try:
-        from train.explain import explain
+        from dermedge.train.explain import explain
     except ImportError as exc:
         raise missing_extra("train", "TensorFlow") from exc
     from edge_runtime.image_io import read_image
@@ -631,10 +651,6 @@ def _print_report(report: dict, out: Path) -> None:
             row = report[split]
             table.add_row(split, str(row["n"]), *(f"{row[k]:.4f}" for k in keys))
     stdout_console().print(table)
-
-
-def run() -> None:  # pragma: no cover - console entry point alias
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,80 +6,18 @@ are what a device would achieve, not what the classifier does on ground-truth cr
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from dermedge.batch import Skipped, progress_bar, run_pipeline
-from dermedge.datasets import ISIC_ONE_HOT_COLUMNS, images_by_stem, masks_by_image_id, read_mask
-from dermedge.errors import DermedgeError, missing_extra
+from dermedge.commands.batch import Skipped, progress_bar, run_pipeline
+from dermedge.datasets import images_by_stem, masks_by_image_id, read_label_table, read_mask
+from dermedge.errors import DermedgeError
+from dermedge.metrics import coverage_curve, require_eval_extra
 from edge_runtime.image_io import ImageError, read_image
 from edge_runtime.pipeline import Pipeline
-
-BINARY_COLUMNS = ("melanoma", "malignant", "target", "benign_malignant")
-POSITIVE_WORDS = {"1", "1.0", "true", "yes", "malignant", "melanoma", "mel"}
-NEGATIVE_WORDS = {"0", "0.0", "false", "no", "benign"}
-
-
-@dataclass
-class LabelTable:
-    """Image ids and their ground truth, read from any of the label CSV forms `evaluate` accepts."""
-
-    form: str  # "ham10000", "isic", "split", or "binary"
-    ids: list[str]
-    targets: list  # class names, or 0/1 for the binary form
-    binary_column: str | None = None
-
-    @property
-    def binary(self) -> bool:
-        return self.form == "binary"
-
-
-def read_label_table(path: Path, split: str | None = None) -> LabelTable:
-    """Recognise the CSV by its columns. A dermedge `split.csv` is filtered to `split` (default test)."""
-    if not Path(path).is_file():
-        raise DermedgeError(f"label CSV not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or ())
-        rows = list(reader)
-    if {"image_id", "label", "split"} <= columns:
-        wanted = split or "test"
-        rows = [r for r in rows if r["split"] == wanted]
-        if not rows:
-            raise DermedgeError(f"{Path(path).name} has no rows in split {wanted!r}")
-        return LabelTable("split", [r["image_id"] for r in rows], [r["label"] for r in rows])
-    if split:
-        raise DermedgeError("--split applies to a dermedge split.csv; "
-                            f"{Path(path).name} has no split column")
-    if {"image_id", "dx"} <= columns:
-        return LabelTable("ham10000", [r["image_id"] for r in rows], [r["dx"] for r in rows])
-    if {"image", *ISIC_ONE_HOT_COLUMNS} <= columns:
-        targets = []
-        for r in rows:
-            values = [float(r[c] or 0) for c in ISIC_ONE_HOT_COLUMNS]
-            targets.append(ISIC_ONE_HOT_COLUMNS[int(np.argmax(values))].lower())
-        return LabelTable("isic", [r["image"] for r in rows], targets)
-    id_column = "image_id" if "image_id" in columns else "image" if "image" in columns else None
-    target_column = next((c for c in BINARY_COLUMNS if c in columns), None)
-    if id_column and target_column:
-        targets = []
-        for r in rows:
-            word = str(r[target_column]).strip().lower()
-            if word not in POSITIVE_WORDS | NEGATIVE_WORDS:
-                raise DermedgeError(f"{Path(path).name}: {target_column}={r[target_column]!r} for "
-                                    f"{r[id_column]} is neither 0/1 nor benign/malignant")
-            targets.append(int(word in POSITIVE_WORDS))
-        return LabelTable("binary", [r[id_column] for r in rows], targets, target_column)
-    raise DermedgeError(
-        f"{Path(path).name}: columns not recognised; expected HAM10000 metadata (image_id,dx), ISIC "
-        "one-hot (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC), a dermedge split.csv, or image_id/image plus "
-        "one of " + ", ".join(BINARY_COLUMNS)
-    )
-
 
 def _locate(ids: list[str], files: dict[str, Path], images: Path, skipped: Skipped) -> list[tuple[str, Path]]:
     """(id, file) for every id with an image in `files` (from `images_by_stem(images)`)."""
@@ -90,14 +28,6 @@ def _locate(ids: list[str], files: dict[str, Path], images: Path, skipped: Skipp
         else:
             skipped.add(image_id, f"no image file for it in {images}")
     return located
-
-
-def require_eval_extra() -> None:
-    """scikit-learn (and the scipy it brings) come with the [eval] extra: a one-line hint without it."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise missing_extra("eval", "scikit-learn") from exc
 
 
 def evaluate_classification(pipeline: Pipeline, images: Path, labels: Path, split: str | None,
@@ -147,7 +77,6 @@ def trust_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, reasons: li
                   pipeline: Pipeline) -> dict:
     """Calibration (ECE of the model's own and of the calibrated probabilities), the inconclusive
     answers by reason with the accuracy of the rest, and the coverage-accuracy curve."""
-    from dermedge.calibration import coverage_curve
     from dermedge.metrics import balanced_accuracy, expected_calibration_error
 
     conclusive = np.array([r is None for r in reasons])

@@ -55,20 +55,6 @@ def confidence_threshold(confidence: np.ndarray, coverage: float) -> float:
     return float(np.quantile(np.asarray(confidence), 1 - coverage))
 
 
-def coverage_curve(confidence: np.ndarray, correct: np.ndarray, points: int = 21) -> list[dict]:
-    """Accuracy of the answers kept when the least confident are withheld, at coverages 100%..0%:
-    the trade-off a user picks `min_confidence` from."""
-    order = np.argsort(-np.asarray(confidence), kind="stable")
-    correct = np.asarray(correct, bool)[order]
-    kept_accuracy = np.cumsum(correct) / np.arange(1, len(correct) + 1)
-    curve = []
-    for coverage in np.linspace(1.0, 0.05, points):
-        n = max(int(round(coverage * len(correct))), 1)
-        curve.append({"coverage": round(n / len(correct), 4), "accuracy": round(float(kept_accuracy[n - 1]), 4),
-                      "min_confidence": round(float(np.asarray(confidence)[order][n - 1]), 4)})
-    return curve
-
-
 def calibrate_bundle(bundle_dir: Path, images: Path, labels: Path, split: str = "val", sensitivity: float = 0.90,
                      coverage: float = 0.95, variants: list[str] | None = None, threads: int | None = None,
                      console: Console | None = None) -> dict:
@@ -77,9 +63,10 @@ def calibrate_bundle(bundle_dir: Path, images: Path, labels: Path, split: str = 
 
     Each variant is fitted on its own outputs through the deployed path (U-Net crop): int8 and
     float models are not equally confident."""
-    from dermedge.batch import Skipped, progress_bar
+    from dermedge.commands.batch import Skipped, progress_bar
     from dermedge.datasets import images_by_stem
-    from dermedge.evaluate import read_label_table, require_eval_extra
+    from dermedge.datasets import read_label_table
+    from dermedge.metrics import require_eval_extra
     from dermedge.metrics import binary_operating_point, expected_calibration_error
     from edge_runtime.bundle import load_bundle, write_manifest
     from edge_runtime.image_io import ImageError, read_image
