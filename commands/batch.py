@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,9 +22,13 @@ class Skipped:
     """Files a batch could not use, with why: reported at the end, never silently dropped."""
 
     files: list[tuple[str, str]] = field(default_factory=list)
+    # Told of each file as it is skipped (`predict --jsonl` records it at once), if set.
+    on_add: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, path: Path | str, reason: str) -> None:
         self.files.append((str(path), reason))
+        if self.on_add is not None:
+            self.on_add(str(path), reason)
 
     def __len__(self) -> int:
         return len(self.files)

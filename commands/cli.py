@@ -361,13 +361,27 @@ def predict_command(
     bundle: Optional[Path] = BundleOpt,
     variant: Optional[str] = VariantOpt,
     threads: Optional[int] = ThreadsOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON ('-' for stdout)."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per image."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write all results as one JSON document when the batch ends ('-' for stdout); "
+                             "on Ctrl-C it is written with what finished, marked \"interrupted\": true."),
+    jsonl_out: Optional[Path] = typer.Option(
+        None, "--jsonl", help="Write JSON Lines as the batch goes ('-' for stdout): one result object per image, "
+                              "flushed at once, or a path-and-error object for an unreadable image."),
+    csv_out: Optional[Path] = typer.Option(
+        None, "--csv", help="Write one CSV row per image as the batch goes (flushed at once)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted batch: read back --csv, --jsonl and --json, skip the "
+                                "images already in them (by path, as written; unreadable ones recorded in "
+                                "--jsonl/--json are not retried) and append the rest. Without it, existing "
+                                "output files are replaced."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated images."),
     example: bool = typer.Option(False, "--example", help="Run on a drawn synthetic lesion (no data needed)."),
     tta: bool = TtaOpt,
 ) -> None:
-    """Segment, crop and classify images with the edge runtime (no TensorFlow needed)."""
+    """Segment, crop and classify images with the edge runtime (no TensorFlow needed).
+
+    Ctrl-C stops a batch cleanly with exit status 130; every finished result is kept in the output files.
+    """
     from dermedge.commands.predict import predict_example, predict_files
 
     pipeline = _pipeline(bundle, variant, threads, tta)
@@ -376,7 +390,9 @@ def predict_command(
     elif not paths:
         raise DermedgeError("give image files, folders or globs to predict on, or --example")
     else:
-        predict_files(pipeline, paths, json_out, csv_out, overlay)
+        status = predict_files(pipeline, paths, json_out, csv_out, overlay, jsonl_out=jsonl_out, resume=resume)
+        if status:
+            raise typer.Exit(status)
 
 
 SplitOpt = typer.Option(None, "--split", help="With a dermedge split.csv as labels: which split (default test).")

@@ -1,14 +1,22 @@
-"""`dermedge predict`: results of the edge pipeline as a table, JSON, CSV and overlay images."""
+"""`dermedge predict`: results of the edge pipeline as a table, JSON, JSON Lines, CSV and overlay images.
+
+A long batch survives interruption. `--csv` and `--jsonl` get each image's row the moment it is made,
+`--json` (one document) is written at the end, and on Ctrl-C too with what finished and
+`"interrupted": true`. `--resume` reads the files back and does only the images they lack.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dermedge.commands.batch import Skipped, run_pipeline, stdout_console
@@ -20,6 +28,7 @@ from edge_runtime.synthetic import draw_lesion
 
 stderr = Console(stderr=True)
 TABLE_ROWS = 40  # a folder of thousands is summarised, not dumped on the terminal
+INTERRUPTED = 130  # the exit status of a batch stopped by Ctrl-C (128 + SIGINT), as shells use
 
 
 def _record(path: str, result: Result) -> dict:
@@ -38,7 +47,7 @@ def _table(records: list[dict], title: str) -> Table:
                       f"[yellow]{r['inconclusive_reason']}[/]" if r["inconclusive_reason"] else "",
                       f"{r['latency_ms']['total']:.1f}")
     if len(records) > TABLE_ROWS:
-        table.caption = f"first {TABLE_ROWS} of {len(records)} images; all are in --json/--csv"
+        table.caption = f"first {TABLE_ROWS} of {len(records)} images; all are in --json/--jsonl/--csv"
     return table
 
 
@@ -46,23 +55,218 @@ def _write_json(target: Path, payload: dict) -> None:
     text = json.dumps(payload, indent=2) + "\n"
     if str(target) == "-":
         sys.stdout.write(text)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-
-def _write_csv(target: Path, records: list[dict], labels: tuple[str, ...]) -> None:
+        sys.stdout.flush()
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "confidence", "malignant_probability", "malignant", "lesion_found",
-                         "box", "lesion_area_fraction", "inconclusive_reason", "total_ms",
-                         *(f"p_{k}" for k in labels)])
-        for r in records:
-            writer.writerow([r["path"], r["label"], r["confidence"], r["malignant_probability"], r["malignant"],
-                             r["lesion_found"], " ".join(map(str, r["box"] or [])), r["lesion_area_fraction"],
-                             r["inconclusive_reason"] or "", r["latency_ms"]["total"],
-                             *(r["probabilities"][k] for k in labels)])
+    if target.exists() and not target.is_file():  # /dev/null, a named pipe: written in place
+        target.write_text(text)
+        return
+    # Written beside the file, then renamed over it: a kill mid-write leaves the old document or the
+    # new one, never half of one.
+    final = target.resolve()
+    partial = final.with_name(f".{final.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, final)
+
+
+def _csv_columns(labels: tuple[str, ...]) -> list[str]:
+    return ["path", "label", "confidence", "malignant_probability", "malignant", "lesion_found",
+            "box", "lesion_area_fraction", "inconclusive_reason", "total_ms", *(f"p_{k}" for k in labels)]
+
+
+def _csv_row(r: dict, labels: tuple[str, ...]) -> list:
+    return [r["path"], r["label"], r["confidence"], r["malignant_probability"], r["malignant"],
+            r["lesion_found"], " ".join(map(str, r["box"] or [])), r["lesion_area_fraction"],
+            r["inconclusive_reason"] or "", r["latency_ms"]["total"], *(r["probabilities"][k] for k in labels)]
+
+
+def _read_back(target: Path, parse: Callable[[str], object]) -> list:
+    """The parsed lines of a results file that `--resume` continues (`parse` returns None to skip one).
+
+    A last line without its newline, or one that does not parse, is what a kill or power cut in the
+    middle of a write leaves: it is dropped, and cut off the file so that appended rows start on a
+    line of their own; its image is done again. A broken line anywhere else is not guessed about.
+    """
+    data = target.read_bytes()
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]  # the tail, after the last newline, was cut short
+    items, end = [], 0
+    for number, raw in enumerate(complete, 1):
+        try:
+            item = parse(raw.rstrip(b"\r").decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors too
+            if number < len(complete) or tail:
+                raise DermedgeError(f"{target}, line {number}: {exc}; --resume does not continue a damaged "
+                                    "file (move it aside, or drop --resume to start it again)") from None
+            break
+        if item is not None:
+            items.append(item)
+        end += len(raw) + 1
+    if end < len(data):
+        with open(target, "r+b") as f:
+            f.truncate(end)
+        stderr.print(f"{escape(str(target))}: dropped an incomplete last line; its image is done again",
+                     highlight=False, soft_wrap=True)
+    return items
+
+
+# The outputs of a batch. Each knows the paths it already holds (`done`: results, `failed`: unreadable
+# images it recorded), read back by --resume; `add` writes one result, `add_error` one unreadable image.
+#
+# CSV and JSONL rows are flushed one by one (to the OS, not os.fsync'd: a sync per row would cost more
+# than the row). A kill -9 therefore loses at most the image in flight; a power cut can also lose what
+# the OS had not yet written back, and --resume redoes those images (dropping a torn last line).
+
+
+class _CsvOutput:
+    keeps_errors = False  # one row per result; an unreadable image has no row (it is in --jsonl/--json)
+    to_stdout = False
+    on_disk = True
+
+    def __init__(self, target: Path, labels: tuple[str, ...], resume: bool):
+        self.target, self.label, self.labels = target, str(target), labels
+        self.columns = _csv_columns(labels)
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+        self.resume = resume and target.is_file()
+        if self.resume:
+            self._header_seen = False
+            self.done = set(_read_back(target, self._parse))
+        self.file = None
+
+    def _parse(self, text: str) -> str | None:
+        fields = next(csv.reader([text]), [])
+        if not self._header_seen:
+            if fields != self.columns:
+                raise DermedgeError(f"{self.target} has other columns than this bundle variant writes "
+                                    "(other labels?); give another --csv file, or drop --resume to replace it")
+            self._header_seen = True
+            return None
+        if len(fields) != len(self.columns):
+            raise ValueError(f"{len(fields)} fields, not {len(self.columns)}")
+        return fields[0]
+
+    def open(self) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.target, "a" if self.resume else "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        if self.file.tell() == 0:  # a new file, or one whose only line was torn
+            self.writer.writerow(self.columns)
+            self.file.flush()
+
+    def add(self, record: dict) -> None:
+        self.writer.writerow(_csv_row(record, self.labels))  # one write of the whole line
+        self.file.flush()
+        self.done.add(record["path"])
+
+    def add_error(self, path: str, reason: str) -> None:
+        pass
+
+    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _parse_jsonl(text: str) -> dict | None:
+    if not text.strip():
+        return None
+    line = json.loads(text)
+    if not (isinstance(line, dict) and isinstance(line.get("path"), str) and ("label" in line or "error" in line)):
+        raise ValueError("not a dermedge predict result line")
+    return line
+
+
+class _JsonlOutput:
+    """One JSON object a line: a result as in the --json document, or {"path": ..., "error": ...}."""
+
+    keeps_errors = True
+
+    def __init__(self, target: Path, resume: bool):
+        self.target = target
+        self.to_stdout = str(target) == "-"
+        self.on_disk = not self.to_stdout
+        self.label = "stdout" if self.to_stdout else str(target)
+        self.resume = resume and self.on_disk and target.is_file()
+        self.previous: list[dict] = _read_back(target, _parse_jsonl) if self.resume else []
+        self.done = {line["path"] for line in self.previous if "error" not in line}
+        self.failed = {line["path"] for line in self.previous if "error" in line}
+        self.file = None
+
+    def open(self) -> None:
+        if self.to_stdout:
+            self.file = sys.stdout
+            return
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.target, "a" if self.resume else "w", encoding="utf-8")
+
+    def _write(self, line: dict) -> None:
+        self.file.write(json.dumps(line) + "\n")  # one write of the whole line
+        self.file.flush()
+
+    def add(self, record: dict) -> None:
+        self._write(record)
+        self.done.add(record["path"])
+
+    def add_error(self, path: str, reason: str) -> None:
+        self._write({"path": path, "error": reason})
+        self.failed.add(path)
+
+    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
+        if self.file is not None and not self.to_stdout:
+            self.file.close()
+
+
+class _JsonDocument:
+    """The whole-run document, kept in memory and written at the end (also when interrupted)."""
+
+    keeps_errors = True
+
+    def __init__(self, target: Path, header: dict, resume: bool, jsonl: _JsonlOutput | None):
+        self.target, self.header = target, header
+        self.to_stdout = str(target) == "-"
+        self.on_disk = not self.to_stdout
+        self.label = "stdout" if self.to_stdout else str(target)
+        previous: list[dict] = []
+        if resume and self.on_disk:
+            if target.is_file():
+                previous = self._read()
+            elif jsonl is not None and jsonl.on_disk:  # killed before the document was written
+                previous = jsonl.previous
+        self.results = [r for r in previous if "error" not in r]
+        self.skipped = [r for r in previous if "error" in r]
+        self.done = {r["path"] for r in self.results}
+        self.failed = {r["path"] for r in self.skipped}
+
+    def _read(self) -> list[dict]:
+        try:
+            doc = json.loads(self.target.read_text())
+        except ValueError as exc:
+            raise DermedgeError(f"{self.target} is not JSON ({exc}); move it aside, or drop --resume "
+                                "to replace it") from None
+        if not (isinstance(doc, dict) and isinstance(doc.get("results"), list)):
+            raise DermedgeError(f"{self.target} is not a `dermedge predict --json` document")
+        for key in ("variant", "labels"):
+            if doc.get(key) != self.header[key]:
+                raise DermedgeError(f"{self.target} holds results of {key} {doc.get(key)}, not "
+                                    f"{self.header[key]}; give another --json file, or drop --resume to replace it")
+        return doc["results"] + doc.get("skipped", [])
+
+    def open(self) -> None:
+        pass
+
+    def add(self, record: dict) -> None:
+        self.results.append(record)
+        self.done.add(record["path"])
+
+    def add_error(self, path: str, reason: str) -> None:
+        self.skipped.append({"path": path, "error": reason})
+        self.failed.add(path)
+
+    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
+        results = sorted(self.results, key=lambda r: order.get(r["path"], len(order)))  # a resumed run too
+        skipped = [p for p in problems if p not in self.skipped] + self.skipped
+        _write_json(self.target, {**self.header, "results": results, "skipped": skipped,
+                                  "interrupted": interrupted})
 
 
 def _overlay_path(folder: Path, path: Path, used: set[str]) -> Path:
@@ -80,31 +284,113 @@ def _header(pipeline: Pipeline) -> dict:
             "labels": list(pipeline.labels), "malignant_labels": list(pipeline.malignant_labels)}
 
 
+def _outputs(pipeline: Pipeline, json_out: Path | None, jsonl_out: Path | None, csv_out: Path | None,
+             resume: bool) -> list:
+    """The outputs asked for, with what --resume finds in them; no file is opened (or emptied) yet."""
+    if json_out and jsonl_out and str(json_out) == str(jsonl_out) == "-":
+        raise DermedgeError("--json - and --jsonl - would both write to stdout; send one of them to a file")
+    if resume and not any(out and str(out) != "-" for out in (csv_out, jsonl_out, json_out)):
+        raise DermedgeError("--resume continues the --csv, --jsonl or --json file of an earlier run: give one")
+    outputs: list = []
+    if csv_out:
+        outputs.append(_CsvOutput(csv_out, pipeline.labels, resume))
+    jsonl = _JsonlOutput(jsonl_out, resume) if jsonl_out else None
+    if jsonl:
+        outputs.append(jsonl)
+    if json_out:
+        outputs.append(_JsonDocument(json_out, _header(pipeline), resume, jsonl))
+    return outputs
+
+
 def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, csv_out: Path | None,
-                  overlay: Path | None) -> None:
+                  overlay: Path | None, jsonl_out: Path | None = None, resume: bool = False) -> int:
+    """Predict every image of `inputs` into the outputs asked for. Returns the exit status: 0, or
+    130 when Ctrl-C stopped the batch (what finished is saved, and one line says where)."""
     paths, problems = find_images(inputs)
     skipped = Skipped()
     for path, reason in problems:
         skipped.add(path, reason)
+    outputs = _outputs(pipeline, json_out, jsonl_out, csv_out, resume)
+    on_disk = [o for o in outputs if o.on_disk]  # stdout outputs get every image this run does
+    # An image to do is one a file lacks; one an earlier run found unreadable (recorded in --jsonl or
+    # --json) is not retried, not even for the CSV, which has no row for it.
+    failed = set().union(*(o.failed for o in on_disk))
+
+    def lacks(output, path: str) -> bool:
+        return path not in output.done and path not in (output.failed if output.keeps_errors else failed)
+
+    pending = [p for p in paths if any(lacks(o, str(p)) for o in on_disk)] if resume else paths
+    before = len(paths) - len(pending)
+    if before:
+        todo = set(pending)
+        unreadable = sum(str(p) in failed for p in paths if p not in todo)
+        stderr.print(f"resuming: {before - unreadable} of {len(paths)} images already in "
+                     f"{escape(', '.join(o.label for o in on_disk))}"
+                     + (f" ({unreadable} unreadable, not retried)" if unreadable else "")
+                     + f"; {len(pending)} to do", highlight=False, soft_wrap=True)
+    elif resume and any(o.done for o in on_disk):
+        stderr.print("[yellow]resuming: no image of these inputs is in the existing output; paths are compared "
+                     "as written, so run from the same folder with the same arguments[/]",
+                     highlight=False, soft_wrap=True)
     if overlay:
         overlay.mkdir(parents=True, exist_ok=True)
-    records, used = [], set()
-    for path, image, result in run_pipeline(pipeline, paths, skipped, stderr, "predicting"):
-        records.append(_record(str(path), result))
-        if overlay:
-            write_rgb(_overlay_path(overlay, path, used), draw_overlay(image, result))
-    if json_out:
-        _write_json(json_out, {**_header(pipeline), "results": records, "skipped": skipped.as_list()})
-    if csv_out:
-        _write_csv(csv_out, records, pipeline.labels)
-    if records and str(json_out) != "-":
+        used: set[str] = set()
+        overlay_of = {p: _overlay_path(overlay, p, used) for p in paths}  # the same names on a resume
+
+    def record_error(path: str, reason: str) -> None:
+        for o in outputs:
+            if o.keeps_errors and path not in o.done and path not in o.failed:
+                o.add_error(path, reason)
+
+    for o in outputs:
+        o.open()
+    skipped.on_add = record_error
+    records, finished = [], False
+    try:
+        for path, image, result in run_pipeline(pipeline, pending, skipped, stderr, "predicting"):
+            record = _record(str(path), result)
+            if overlay:
+                write_rgb(overlay_of[path], draw_overlay(image, result))
+            for o in outputs:
+                if record["path"] not in o.done and record["path"] not in o.failed:
+                    o.add(record)
+            records.append(record)
+        finished = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        order = {str(p): i for i, p in enumerate(paths)}
+        for o in outputs:
+            o.close(not finished, order, [{"path": p, "error": r} for p, r in problems])
+
+    if not finished:  # Ctrl-C: one line, no traceback, no table
+        if on_disk:
+            saved = sum(all(str(p) in o.done for o in on_disk) for p in paths)
+            unreadable = sum(any(str(p) in o.failed for o in on_disk) for p in paths)
+            stderr.print(f"interrupted: {saved} of {len(paths)} images written to "
+                         f"{escape(', '.join(o.label for o in outputs))}"
+                         + (f" ({unreadable} unreadable)" if unreadable else "")
+                         + "; rerun with --resume to continue", highlight=False, soft_wrap=True)
+        elif outputs:
+            stderr.print(f"interrupted: {len(records)} of {len(paths)} images written to stdout",
+                         highlight=False, soft_wrap=True)
+        else:
+            stderr.print(f"interrupted: {len(records)} of {len(paths)} images analysed, none saved "
+                         "(--csv or --jsonl keep results as they are made)", highlight=False, soft_wrap=True)
+        return INTERRUPTED
+    if records and not any(o.to_stdout for o in outputs):
         stdout_console().print(_table(records, f"{len(records)} image(s), {pipeline.variant}"))
     skipped.report(stderr)
-    if not records:
+    if not records and not before:
         raise DermedgeError(f"no image could be analysed ({len(skipped)} skipped)")
-    totals = np.array([r["latency_ms"]["total"] for r in records])
-    stderr.print(f"{len(records)} analysed, {len(skipped)} skipped; median {np.median(totals):.1f} ms/image. "
-                 "Research output, not a diagnosis.", highlight=False)
+    summary = f"{len(records)} analysed, {len(skipped)} skipped"
+    if before:
+        summary += f", {before} already done"
+    if records:
+        totals = np.array([r["latency_ms"]["total"] for r in records])
+        summary += f"; median {np.median(totals):.1f} ms/image"
+    stderr.print(f"{summary}. Research output, not a diagnosis.", highlight=False)
+    return 0
 
 
 def predict_example(pipeline: Pipeline, json_out: Path | None, overlay: Path | None) -> None:
