@@ -533,12 +533,13 @@ def stream_command(
                                       "text, or none."),
     frame_every: float = typer.Option(1.0, "--frame-every", min=0, help="Seconds between frame events "
                                       "(0: every frame)."),
-    no_frame_events: bool = typer.Option(False, "--no-frame-events", help="Only alerts, source notices, summary."),
+    no_frame_events: bool = typer.Option(False, "--no-frame-events", help="Only alerts, lesion and source notices, summary."),
     show: bool = typer.Option(False, "--show", help="Preview window when a display exists (q stops)."),
     record: Optional[Path] = typer.Option(None, "--record", help="Write the annotated video (.mp4 or .avi)."),
-    best: Optional[Path] = typer.Option(None, "--best", help="Where the sharpest analysed frame is saved with its "
-                                        "overlay (default: beside --jsonl as <name>.best.jpg; without either, "
-                                        "not saved)."),
+    best: Optional[Path] = typer.Option(None, "--best", help="Where the sharpest analysed frame of the run is saved "
+                                        "with its overlay (default: beside --jsonl as <name>.best.jpg; without "
+                                        "either, not saved); each lesion's sharpest frame goes beside it as "
+                                        "<name>.lesion<id>.jpg when the lesion ends (the summary lists both)."),
     alert_k: int = typer.Option(3, "--alert-k", min=1, help="Refer when K of the last N good frames of a lesion..."),
     alert_n: int = typer.Option(5, "--alert-n", min=1, help="...reach the malignant threshold."),
     alert_threshold: Optional[float] = typer.Option(None, "--alert-threshold", min=0, max=1,
@@ -548,7 +549,8 @@ def stream_command(
     retries: int = typer.Option(5, "--retries", min=0, help="Retries of a camera that stops delivering "
                                 "(0.25 s, doubling) before giving up."),
 ) -> None:
-    """Screen live dermatoscope video: quality gate, pipeline and a K-of-N referral alert, as JSON events."""
+    """Screen live dermatoscope video: quality gate, pipeline, lesion by lesion K-of-N referral alerts, as JSON
+    events (a new lesion begins when the view changes or after a stretch without a usable lesion)."""
     from dataclasses import replace
 
     from dermedge.commands.stream import best_frame_path, screen

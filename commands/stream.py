@@ -46,6 +46,14 @@ def format_text(event: dict) -> str:
         return (f"ALERT  frame {event['frame']}: REFER lesion {event['lesion']} ({event['label']}, smoothed malignant "
                 f"{event['malignant_probability']:.2f}; {event['above']} of the last {event['n']} good frames >= "
                 f"{event['threshold']:.2f})")
+    if kind == "lesion":
+        line = (f"lesion {event['lesion']} ended: frames {event['first_frame']}-{event['last_frame']} "
+                f"({event['good_frames']} analysed, began: {event['started_by']}): {event['decision']}, "
+                f"smoothed {event['label']} malignant {event['malignant_probability']:.2f}")
+        best = event.get("best_frame")
+        if best:
+            line += f"; sharpest frame {best['frame']}" + (f" saved to {best['path']}" if best.get("path") else "")
+        return line
     if kind == "source":
         if event["status"] == "retrying":
             return (f"{event['source']}: no frame, retry {event['attempt']}/{event['of']} in {event['delay_s']:g} s"
@@ -63,14 +71,17 @@ def format_text(event: dict) -> str:
             lines.insert(1, f"  rejected: {_counts(event['rejected'])}")
         best = event.get("best_frame")
         if best and best.get("path"):
-            lines.append(f"  sharpest analysed frame ({best['frame']}) saved to {best['path']}")
+            path = Path(best["path"])
+            lines.append(f"  sharpest analysed frame ({best['frame']}, lesion {best['lesion']}) saved to {path}; "
+                         f"each lesion's sharpest beside it as {path.stem}.lesion<id>{path.suffix}")
         return "\n".join(lines)
     return json.dumps(event)
 
 
 def best_frame_path(best: Path | None, jsonl: Path | None) -> Path | None:
     """Where the sharpest frame goes: `--best`, else beside the `--jsonl` events (`events.jsonl` ->
-    `events.best.jpg`), else nowhere. Never into the current folder unasked."""
+    `events.best.jpg`), else nowhere. Never into the current folder unasked. Each lesion's sharpest
+    frame goes beside it (`events.best.lesion1.jpg`, see `edge_runtime.stream.lesion_image_path`)."""
     if best is not None:
         return best
     if jsonl is not None:

@@ -2,12 +2,17 @@
 
 One loop (`run_stream`) for the `dermedge stream` command, the tests and the benchmark. Capture
 runs beside it (see `capture.py`); each frame the loop takes goes through
-  exposure + focus gate -> segmenter -> lesion gate -> classifier -> lesion aggregator,
-stopping at the first gate it fails, so a rejected frame never costs the classifier. What comes out
-is a stream of plain dicts, one JSON object each:
+  exposure + focus gate -> segmenter -> lesion gate -> classifier -> lesion tracker + aggregator,
+stopping at the first gate it fails, so a rejected frame never costs the classifier. The tracker
+(`alerts.py`) cuts the stream into lesions: a new one begins when the view changes or after a stretch
+without a usable lesion, and the K-of-N vote, the smoothed answer and the sharpest frame are per
+lesion. What comes out is a stream of plain dicts, one JSON object each:
 - `frame`: one per analysed or rejected frame, rate-limited by `frame_every` (with the rejections
-  since the last one, so a rate-limited stream still says why frames were unusable);
+  since the last one, so a rate-limited stream still says why frames were unusable); analysed frames
+  carry their lesion id and how they compared with the previous good frame (`change`);
 - `alert`: the alert policy said "refer" for a lesion (never rate-limited);
+- `lesion`: a lesion ended (the view moved on, a gap, or the end of the run): its frames, why it
+  began, its decision and its sharpest frame (never rate-limited);
 - `source`: a live source is being retried, or came back;
 - `summary`: last, always, however the run ended (end of file, Ctrl-C, camera gone).
 The callers only route and format them.
@@ -30,7 +35,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edge_runtime.alerts import AlertPolicy, LesionAggregator, Update
+from edge_runtime.alerts import AlertPolicy, LesionAggregator, LesionTrack, TrackingThresholds, Update, appearance
 from edge_runtime.capture import Backoff, Capture, Frame, FrameSource, LatestFrameSlot, SourceError
 from edge_runtime.image_io import ImageError
 from edge_runtime.overlay import BENIGN_COLOUR, MALIGNANT_COLOUR, draw_banner, draw_overlay, write_rgb
@@ -50,7 +55,11 @@ class StreamConfig:
     pace: bool = False  # video files: play at the file's fps, dropping frames like a camera
     frame_every: float | None = 1.0  # seconds between `frame` events; 0: every frame; None: none
     backoff: Backoff = Backoff()
-    best_frame: Path | None = None  # where the sharpest analysed frame is written with its overlay
+    # Where the sharpest analysed frame of the run is written with its overlay; each lesion's
+    # sharpest frame goes beside it as <stem>.lesion<id><suffix> (best.jpg -> best.lesion3.jpg),
+    # written when the lesion ends. None: nothing written (the summary still names the frames).
+    best_frame: Path | None = None
+    tracking: TrackingThresholds = TrackingThresholds()  # when a new lesion begins
 
 
 @dataclass
@@ -145,7 +154,10 @@ class _Tally:
     rejected_since_event: Counter = field(default_factory=Counter)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # capture -> event
     inference_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # taken -> event
-    best: tuple | None = None  # (sharpness, frame index, Analysis)
+    best: tuple | None = None  # (sharpness, frame index, Analysis, lesion id)
+    # The same per lesion id, for the lesions not ended yet (the current one, and for a moment the
+    # one it replaced): a long session holds one lesion's frame, not one per lesion.
+    lesion_best: dict = field(default_factory=dict)
     last_frame_event: float | None = None
 
 
@@ -164,7 +176,7 @@ def run_stream(pipeline: Pipeline, source: FrameSource, config: StreamConfig = S
     policy = config.alerts
     if policy.threshold is None:
         policy = replace(policy, threshold=pipeline.malignant_threshold)
-    aggregator = LesionAggregator(policy, pipeline.labels)
+    aggregator = LesionAggregator(policy, pipeline.labels, config.tracking)
     slot = LatestFrameSlot()
     capture = Capture(source, slot, pace=config.pace, backoff=config.backoff, sleep=sleep, clock=clock)
     tally = _Tally()
@@ -182,7 +194,9 @@ def run_stream(pipeline: Pipeline, source: FrameSource, config: StreamConfig = S
                         break
                     continue
                 taken = clock()
-                analysis, update = _screen(pipeline, frame, config, aggregator, tally)
+                analysis, update, lesion_over = _screen(pipeline, frame, config, aggregator, tally)
+                if lesion_over is not None:
+                    _end_lesion(lesion_over, aggregator, config, tally, emit)
                 done = clock()
                 tally.latency_ms.append((done - frame.captured) * 1e3)
                 tally.inference_ms.append((done - taken) * 1e3)
@@ -200,6 +214,9 @@ def run_stream(pipeline: Pipeline, source: FrameSource, config: StreamConfig = S
             capture.join(timeout=2.0)
             slot.discard()
     _pass_on(capture, emit)
+    last = aggregator.finish()
+    if last is not None:
+        _end_lesion(last, aggregator, config, tally, emit)
     error = None
     if stop.is_set():
         ended = "interrupted"
@@ -241,22 +258,25 @@ def _pass_on(capture: Capture, emit) -> None:
 
 
 def _screen(pipeline: Pipeline, frame: Frame, config: StreamConfig, aggregator: LesionAggregator,
-            tally: _Tally) -> tuple[Analysis, Update | None]:
+            tally: _Tally) -> tuple[Analysis, Update | None, LesionTrack | None]:
+    """One frame through the gates and the tracker: (its analysis, what it did to its lesion, the
+    lesion it ended if any)."""
     analysis = analyse(pipeline, frame.image, config.quality)
     if analysis.result is None:
         tally.rejected[analysis.reason] += 1
         tally.rejected_since_event[analysis.reason] += 1
-        if analysis.reason == "no_lesion":
-            aggregator.no_lesion()
-        return analysis, None
+        return analysis, None, aggregator.unusable()  # any reason: no usable lesion in view
     tally.analysed += 1
     result = analysis.result
     update = aggregator.update(frame.index, list(result.probabilities.values()), result.malignant_probability,
-                               analysis.lesion_quality.box)
+                               analysis.lesion_quality.box, appearance(analysis.image, result.mask))
     sharp = analysis.image_quality.sharpness
     if tally.best is None or sharp > tally.best[0]:
-        tally.best = (sharp, frame.index, analysis)
-    return analysis, update
+        tally.best = (sharp, frame.index, analysis, update.lesion)
+    best = tally.lesion_best.get(update.lesion)
+    if best is None or sharp > best[0]:
+        tally.lesion_best[update.lesion] = (sharp, frame.index, analysis, update.lesion)
+    return analysis, update, update.ended
 
 
 def _events(frame: Frame, analysis: Analysis, update: Update | None, now: float, start: float,
@@ -274,7 +294,8 @@ def _events(frame: Frame, analysis: Analysis, update: Update | None, now: float,
             event.update(label=r.label, confidence=round(r.confidence, 4),
                          malignant_probability=round(r.malignant_probability, 4), box=r.box)
         if update is not None:
-            event.update(lesion=update.lesion, smoothed_label=update.label,
+            event.update(lesion=update.lesion, new_lesion=update.new_lesion, change=update.change,
+                         smoothed_label=update.label,
                          smoothed_malignant_probability=round(update.malignant_probability, 4),
                          above=update.above, window=update.window)
         event["quality"] = analysis.quality_dict()
@@ -286,13 +307,28 @@ def _events(frame: Frame, analysis: Analysis, update: Update | None, now: float,
         emit({**update.alert, "t": round(frame.captured - start, 3), "latency_ms": latency})
 
 
+def lesion_image_path(path: Path, lesion: int) -> Path:
+    """Where lesion `lesion`'s sharpest frame goes, beside the run's: best.jpg -> best.lesion3.jpg."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.lesion{lesion}{path.suffix}")
+
+
+def _end_lesion(track: LesionTrack, aggregator: LesionAggregator, config: StreamConfig, tally: _Tally,
+                emit) -> None:
+    """A lesion is over: write its sharpest frame, record it on the lesion and say so (`lesion` event)."""
+    best = tally.lesion_best.pop(track.lesion, None)
+    path = None if config.best_frame is None else lesion_image_path(config.best_frame, track.lesion)
+    track.best_frame = _save_best(best, path)
+    emit({"type": "lesion", **aggregator.lesion_record(track)})
+
+
 def _save_best(best: tuple | None, path: Path | None) -> dict | None:
-    """The sharpest analysed frame of the run, written with its overlay (what a clinician would
-    want to look at afterwards)."""
+    """A sharpest analysed frame (of the run, or of one lesion), written with its overlay (what a
+    clinician would want to look at afterwards)."""
     if best is None:
         return None
-    sharp, index, analysis = best
-    record = {"frame": index, "sharpness": round(sharp, 3), "label": analysis.result.label,
+    sharp, index, analysis, lesion = best
+    record = {"frame": index, "lesion": lesion, "sharpness": round(sharp, 3), "label": analysis.result.label,
               "malignant_probability": round(analysis.result.malignant_probability, 4), "path": None}
     if path is not None:
         try:

@@ -10,6 +10,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dermedge.commands.cli import app
-from edge_runtime.alerts import AlertPolicy, LesionAggregator, box_iou
+from edge_runtime.alerts import AlertPolicy, LesionAggregator, TrackingThresholds, box_iou
 from edge_runtime.capture import Backoff, Frame, IterSource, LatestFrameSlot, open_source
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.quality import QualityThresholds, assess_image, assess_lesion
@@ -122,8 +123,14 @@ def test_video_gate_counts_summary_and_best_frame(pipeline, video, tmp_path):
     assert decision["result"] == "no_referral"  # the drawn lesions are not malignant to the real model
     assert [(t["first_frame"], t["last_frame"], t["good_frames"]) for t in decision["lesions"]] == \
         [(0, 11, 12), (28, 37, 10)]
+    assert decision["lesions"][1]["started_by"] == "gap"  # 16 unusable frames in a row: the camera left
     assert summary["best_frame"]["path"] == str(best) and best.is_file()
-    assert EXPECTED[summary["best_frame"]["frame"]] in ("a", "b")
+    assert EXPECTED[summary["best_frame"]["frame"]] == "ab"[summary["best_frame"]["lesion"] - 1]
+    for lesion in decision["lesions"]:  # and each lesion's sharpest frame, beside it
+        record = lesion["best_frame"]
+        assert lesion["first_frame"] <= record["frame"] <= lesion["last_frame"]
+        assert record["path"] == str(tmp_path / f"best.lesion{lesion['lesion']}.jpg") and Path(record["path"]).is_file()
+    assert [e["lesion"] for e in events if e["type"] == "lesion"] == [1, 2]
 
 
 def test_alerts_fire_once_per_lesion_and_restart_on_lesion_change(pipeline, video):
@@ -171,7 +178,8 @@ def test_cli_stream_saves_the_best_frame_beside_the_jsonl_and_never_into_the_cur
     assert result.exit_code == 0, result.output
     best = tmp_path / "out" / "events.best.jpg"
     assert json.loads(result.stdout.strip().splitlines()[-1])["best_frame"]["path"] == str(best) and best.is_file()
-    assert sorted(p.name for p in jsonl.parent.iterdir()) == ["events.best.jpg", "events.jsonl"]
+    assert sorted(p.name for p in jsonl.parent.iterdir()) == ["events.best.jpg", "events.best.lesion1.jpg",
+                                                             "events.best.lesion2.jpg", "events.jsonl"]
     assert list(cwd.iterdir()) == []
 
 
@@ -182,7 +190,11 @@ def test_cli_text_output_and_show_without_display(video, tmp_path, monkeypatch):
                                  "--show", "--best", str(tmp_path / "best.jpg")])
     assert result.exit_code == 0, result.output
     assert "carrying on headless" in result.stderr
-    assert result.stdout.startswith("summary: end_of_stream; 38 frames, 22 analysed")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("lesion 1 ended: frames 0-11 (12 analysed, began: start): no_referral")
+    assert lines[1].startswith("lesion 2 ended: frames 28-37 (10 analysed, began: gap): no_referral")
+    assert lines[2].startswith("summary: end_of_stream; 38 frames, 22 analysed")
+    assert "each lesion's sharpest beside it as best.lesion<id>.jpg" in result.stdout
     assert "rejected: underexposed 3, overexposed 2, blurry 4, no_lesion 4, lesion_cut_by_border 3" in result.stdout
 
 
@@ -410,15 +422,16 @@ def test_the_window_restarts_when_the_view_jumps_to_another_lesion():
 
 
 def test_the_window_restarts_when_the_lesion_was_lost_for_a_while():
-    aggregator = LesionAggregator(AlertPolicy(threshold=0.5, k=3, n=5, lost_after=3), ("benign", "malignant"))
+    aggregator = LesionAggregator(AlertPolicy(threshold=0.5, k=3, n=5), ("benign", "malignant"),
+                                  TrackingThresholds(max_gap=3))
     _feed(aggregator, [0.9, 0.9])
-    aggregator.no_lesion()
-    aggregator.no_lesion()  # a short loss (a hair, a shadow) keeps the lesion
+    assert aggregator.unusable() is None and aggregator.unusable() is None  # a short loss (a hair, a blur)
     assert _feed(aggregator, [0.1], start=2)[0].lesion == 1
-    for _ in range(3):
-        aggregator.no_lesion()
+    ended = [aggregator.unusable() for _ in range(3)]
+    assert ended[:2] == [None, None] and ended[2].lesion == 1 and ended[2].last_frame == 2  # the 3rd ends it
     again = _feed(aggregator, [0.9], start=3)[0]  # same place in the frame, but after the camera left
-    assert again.new_lesion and again.lesion == 2 and again.above == 1
+    assert again.new_lesion and again.lesion == 2 and again.above == 1 and again.ended is None
+    assert aggregator.tracks[1].started_by == "gap"
 
 
 def test_smoothing_and_decision_states():
