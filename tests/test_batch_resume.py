@@ -21,14 +21,14 @@ from edge_runtime.synthetic import draw_lesion
 pytestmark = pytest.mark.runtime  # base install only
 
 CLI = [sys.executable, "-m", "dermedge.commands.cli", "predict"]
-# The same entry point as `python -m dermedge.commands.cli`, with Pipeline.predict made 20 ms slower:
-# the default bundle does a small image in ~4 ms, so without it a busy machine could finish the whole
-# folder before the test's SIGINT lands. Sleeping (not spinning) keeps the pace on a loaded machine.
+# The same entry point as `python -m dermedge.commands.cli`, with Pipeline.predict held up after the
+# first images: 20 ms each for the first 6, then 60 s (an interruptible sleep). The test signals once
+# rows have appeared, so the signal always lands mid-batch, however loaded the machine is.
 SLOW_CLI = [sys.executable, "-c", "\n".join([
-    "import sys, time",
+    "import itertools, sys, time",
     "from edge_runtime.pipeline import Pipeline",
-    "predict = Pipeline.predict",
-    "Pipeline.predict = lambda self, image: (time.sleep(0.02), predict(self, image))[1]",
+    "predict, calls = Pipeline.predict, itertools.count()",
+    "Pipeline.predict = lambda self, image: (time.sleep(0.02 if next(calls) < 6 else 60), predict(self, image))[1]",
     "from dermedge.commands.cli import app",
     "sys.exit(app())",
 ]), "predict"]
@@ -66,6 +66,12 @@ def jsonl_lines(path):
     return [json.loads(line) for line in text.splitlines()]  # raises on a broken line
 
 
+def _default_sigint():
+    """A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT: give
+    the child the default disposition, so it gets its KeyboardInterrupt as from a terminal's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for_rows(proc, path, rows, timeout=120):
     """Poll the CSV until it has `rows` data rows (the batch is under way and writing as it goes)."""
     deadline, first = time.monotonic() + timeout, None
@@ -90,7 +96,7 @@ def test_ctrl_c_keeps_every_finished_row_and_resume_completes_the_set(tmp_path):
     make_folder(tmp_path / "images", n)
     outputs = ["--csv", "out/r.csv", "--jsonl", "out/r.jsonl", "--json", "out/r.json"]
     proc = subprocess.Popen(SLOW_CLI + ["images", *outputs], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     wait_for_rows(proc, tmp_path / "out" / "r.csv", 2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -137,7 +143,7 @@ def test_kill_9_loses_at_most_the_image_in_flight(tmp_path):
     make_folder(tmp_path / "images", n)
     outputs = ["--csv", "r.csv", "--jsonl", "r.jsonl"]
     proc = subprocess.Popen(SLOW_CLI + ["images", *outputs], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     wait_for_rows(proc, tmp_path / "r.csv", 3)
     proc.kill()  # SIGKILL: no handler runs, no file is closed
     proc.communicate(timeout=60)

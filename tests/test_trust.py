@@ -27,7 +27,7 @@ def _bundle_with(tmp_path, variant: str, calibration: dict):
     shutil.copytree(DEFAULT_BUNDLE, bundle)
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["variants"][variant]["calibration"] = calibration
-    manifest["variants"]["fp32"].pop("calibration", None)  # one variant left with the model's own output
+    manifest["variants"]["int8"].pop("calibration", None)  # one variant left with the model's own output
     (bundle / MANIFEST).write_text(json.dumps(manifest))
     return bundle
 
@@ -41,7 +41,7 @@ def test_manifest_calibration_is_applied(tmp_path, lesion):
     np.testing.assert_allclose(list(result.probabilities.values()), apply_temperature(raw, 2.0), atol=1e-6)
     assert result.malignant_threshold == 0.3
     assert result.malignant == (result.malignant_probability >= 0.3)
-    plain = Pipeline.load(bundle, "fp32", 1).predict(lesion)  # no calibration entry: model's own output
+    plain = Pipeline.load(bundle, "int8", 1).predict(lesion)  # no calibration entry: model's own output
     assert plain.probabilities == plain.raw_probabilities
 
 
