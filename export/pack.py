@@ -1,12 +1,16 @@
 """`dermedge pack`: a bundle holding only the variants a device needs.
 
 A full export carries Core ML packages and every TFLite variant; a Raspberry Pi needs one or two
-`.tflite` pairs. Packing copies those files and their manifest entries unchanged (sha256 and
-metrics included), so a packed bundle says exactly what the full export measured.
+`.tflite` pairs. Packing copies those files and their manifest entries (metrics included), so a
+packed bundle says exactly what the full export measured. The one change: each `.tflite` gets the
+standard TFLite metadata (labels, normalisation) rewritten, so a bundle packed from an export made
+before MediaPipe Tasks could read it can; the model graph and weights stay byte for byte, and the
+manifest's bytes and sha256 follow the file.
 """
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import zipfile
 from pathlib import Path
@@ -43,11 +47,30 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
             target = out / record["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source_path.is_dir() else shutil.copy2)(source_path, target)
+            if target.suffix == ".tflite":
+                variant["files"][model] = _with_standard_metadata(out, target, record)
     manifest["default_variant"] = pick_default_variant(manifest["variants"],
                                                        default_variant or manifest.get("default_variant"))
-    manifest["packed_from"] = {"variants": list(manifest["variants"]), "of": list(bundle.variants)}
+    origin = bundle.manifest.get("packed_from", {}).get("of", list(bundle.variants))  # repacking keeps the export's list
+    manifest["packed_from"] = {"variants": list(manifest["variants"]), "of": origin}
     write_manifest(out, manifest)
     return manifest
+
+
+def _with_standard_metadata(root: Path, path: Path, record: dict) -> dict:
+    from dermedge.export.tflite import add_metadata, read_metadata
+    from edge_runtime.bundle import file_record
+
+    content = path.read_bytes()
+    entries = read_metadata(content)
+    if entries is None:
+        raise DermedgeError(f"{path.name} has no dermedge metadata: pack bundles written by `dermedge export`")
+    content = add_metadata(content, entries)
+    path.write_bytes(content)
+    updated = {**record, **file_record(root, path)}
+    if "gzip_bytes" in record:
+        updated["gzip_bytes"] = len(gzip.compress(content, 9))
+    return updated
 
 
 def zip_bundle(out: Path) -> Path:

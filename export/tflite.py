@@ -113,25 +113,45 @@ def representative_from(images: np.ndarray) -> Callable[[], Iterable]:
 
 
 def add_metadata(tflite: bytes, entries: dict) -> bytes:
-    """Embed `entries` as JSON in the model's metadata table under "dermedge".
+    """Embed `entries` as JSON under "dermedge", and the standard TFLite metadata beside it.
 
     Written with LiteRT's own flatbuffer schema, so any TFLite reader keeps it and
-    `read_metadata` (or the bundle manifest) gives labels and normalisation back.
+    `read_metadata` (or the bundle manifest) gives labels and normalisation back. The standard
+    entry (`tflite_metadata`: normalisation, labels.txt) is what MediaPipe Tasks reads; its label
+    file is appended after the flatbuffer, so this is the last step that rewrites the model.
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    from dermedge.export.tflite_metadata import (LABELS_FILE, STANDARD_METADATA_NAME,
+                                                 append_associated_files, standard_metadata)
+
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(entries, sort_keys=True).encode(), dtype=np.uint8)
-    model.buffers.append(buffer)
-    metadata = schema.MetadataT()
-    metadata.name = METADATA_NAME
-    metadata.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [metadata]
+    graph = model.subgraphs[0]
+    input_is_uint8 = graph.tensors[graph.inputs[0]].type == schema.TensorType.UINT8
+    role = entries.get("role", "classifier")
+    standard = standard_metadata(role, f"dermedge {role}", f"dermedge skin-lesion {role} ({entries.get('producer', '')})",
+                                 input_is_uint8)
+    named = {METADATA_NAME: json.dumps(entries, sort_keys=True).encode(), STANDARD_METADATA_NAME: standard}
+    model.metadata = model.metadata or []
+    existing = {m.name.decode(): m for m in model.metadata}
+    for name, data in named.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, dtype=np.uint8)
+        if name in existing:  # rewritten in place: writing twice gives the same file, no orphan buffer
+            model.buffers[existing[name].buffer] = buffer
+            continue
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
     builder = flatbuffers.Builder(len(tflite) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    content = bytes(builder.Output())
+    if role == "classifier":
+        content = append_associated_files(content, {LABELS_FILE: "\n".join(entries["labels"]).encode() + b"\n"})
+    return content
 
 
 def read_metadata(tflite: bytes) -> dict | None:
