@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dermedge import __version__
 from dermedge.datasets import Sample, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.splits import read_split_csv
-from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, load_bundle, pick_default_variant,
+from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, pick_default_variant,
                                  write_manifest)
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.labels import HAM10000_CLASSES, HAM10000_NAMES, MALIGNANT_CLASSES
@@ -24,6 +23,7 @@ from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from dermedge.export import coreml, optimize, tflite
 from dermedge.export.formats import Variant, select_variants
 from dermedge.export.keras_io import flatten_classifier
+from dermedge.export.tflite_metadata import tflite_file_record
 from dermedge.train.backbones import get_backbone, identify_backbone
 from dermedge.train.models import load_trained_model
 from dermedge.export.validate import classifier_figures, segmenter_figures
@@ -296,9 +296,7 @@ def export_bundle(config: ExportConfig) -> ExportResult:
             path = out / f"{role}_{variant.name}{variant.suffix}"
             metrics[role] = _export_one(variant, role, model, path, labels, sizes[role], data, reference[role],
                                         config.float_layers)
-            files[role] = file_record(out, path)
-            if variant.format == "tflite":
-                files[role]["gzip_bytes"] = len(gzip.compress(path.read_bytes(), 9))
+            files[role] = tflite_file_record(out, path) if variant.format == "tflite" else file_record(out, path)
             failures += _below_floor(variant.name, role, metrics[role], config.agreement_floor)
         entry = {"format": variant.format, "quantization": variant.quantization,
                  "transform": variant.transform, "description": variant.description,

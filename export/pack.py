@@ -10,7 +10,6 @@ manifest's bytes and sha256 follow the file.
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import zipfile
 from pathlib import Path
@@ -43,12 +42,13 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
     manifest["variants"] = {name: bundle.variants[name] for name in bundle.variants if name in wanted}
     for name, variant in manifest["variants"].items():
         for model, record in variant["files"].items():
-            source_path = bundle.file(name, model)  # sha256-checked: never pack a damaged file
             target = out / record["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if source_path.is_dir() else shutil.copy2)(source_path, target)
-            if target.suffix == ".tflite":
-                variant["files"][model] = _with_standard_metadata(out, target, record)
+            if target.suffix == ".tflite":  # read once, sha256-checked: never pack a damaged file
+                variant["files"][model] = _with_standard_metadata(out, target, bundle.read(name, model))
+            else:
+                source_path = bundle.file(name, model)  # sha256-checked the same way
+                (shutil.copytree if source_path.is_dir() else shutil.copy2)(source_path, target)
     manifest["default_variant"] = pick_default_variant(manifest["variants"],
                                                        default_variant or manifest.get("default_variant"))
     origin = bundle.manifest.get("packed_from", {}).get("of", list(bundle.variants))  # repacking keeps the export's list
@@ -57,20 +57,16 @@ def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | N
     return manifest
 
 
-def _with_standard_metadata(root: Path, path: Path, record: dict) -> dict:
+def _with_standard_metadata(root: Path, target: Path, content: bytes) -> dict:
+    """Write `content` to `target` with its standard metadata rewritten; its new manifest record."""
     from dermedge.export.tflite import add_metadata, read_metadata
-    from edge_runtime.bundle import file_record
+    from dermedge.export.tflite_metadata import tflite_file_record
 
-    content = path.read_bytes()
     entries = read_metadata(content)
     if entries is None:
-        raise DermedgeError(f"{path.name} has no dermedge metadata: pack bundles written by `dermedge export`")
-    content = add_metadata(content, entries)
-    path.write_bytes(content)
-    updated = {**record, **file_record(root, path)}
-    if "gzip_bytes" in record:
-        updated["gzip_bytes"] = len(gzip.compress(content, 9))
-    return updated
+        raise DermedgeError(f"{target.name} has no dermedge metadata: pack bundles written by `dermedge export`")
+    target.write_bytes(add_metadata(content, entries))
+    return tflite_file_record(root, target)
 
 
 def zip_bundle(out: Path) -> Path:

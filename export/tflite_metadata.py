@@ -28,14 +28,6 @@ _RGB, _GRAYSCALE = 1, 2  # ColorSpaceType
 _TENSOR_AXIS_LABELS = 2  # AssociatedFileType
 
 
-def _strings(b, values: list[str]) -> int:
-    offsets = [b.CreateString(v) for v in values]
-    b.StartVector(4, len(offsets), 4)
-    for offset in reversed(offsets):
-        b.PrependUOffsetTRelative(offset)
-    return b.EndVector()
-
-
 def _tables(b, offsets: list[int]) -> int:
     b.StartVector(4, len(offsets), 4)
     for offset in reversed(offsets):
@@ -49,7 +41,7 @@ def _floats(b, values: list[float]) -> int:
 
 def _table(b, fields: list[tuple[int, str, object]]) -> int:
     """One table from (slot, kind, value); kind is "offset", "byte" or "int"."""
-    b.StartObject(max(slot for slot, _, _ in fields) + 1)
+    b.StartObject(max((slot for slot, _, _ in fields), default=-1) + 1)
     for slot, kind, value in fields:
         if kind == "offset":
             b.PrependUOffsetTRelativeSlot(slot, value, 0)
@@ -65,7 +57,7 @@ def _tensor(b, name: str, description: str, color_space: int | None, mean_std: t
     """TensorMetadata: name 0, description 1, content 3, process_units 4, stats 5, associated_files 6."""
     name_o, description_o = b.CreateString(name), b.CreateString(description)
     if color_space is None:
-        properties_type, properties = _FEATURE_PROPERTIES, _table_empty(b)
+        properties_type, properties = _FEATURE_PROPERTIES, _table(b, [])
     else:
         properties_type, properties = _IMAGE_PROPERTIES, _table(b, [(0, "byte", color_space)])
     content_fields = [(0, "byte", properties_type), (1, "offset", properties)]
@@ -85,11 +77,6 @@ def _tensor(b, name: str, description: str, color_space: int | None, mean_std: t
                           (2, "byte", _TENSOR_AXIS_LABELS)])
         fields.append((6, "offset", _tables(b, [file])))
     return _table(b, fields)
-
-
-def _table_empty(b) -> int:
-    b.StartObject(0)
-    return b.EndObject()
 
 
 def _segmenter_options() -> bytes:
@@ -137,6 +124,15 @@ def standard_metadata(role: str, name: str, description: str, input_is_uint8: bo
                        (7, "offset", b.CreateString(version))])
     b.Finish(model, file_identifier=b"M001")
     return bytes(b.Output())
+
+
+def tflite_file_record(root, path) -> dict:
+    """The manifest record of a written .tflite: path, bytes, sha256 and gzip -9 size."""
+    import gzip
+
+    from edge_runtime.bundle import file_record
+
+    return {**file_record(root, path), "gzip_bytes": len(gzip.compress(path.read_bytes(), 9))}
 
 
 def append_associated_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
