@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dermedge.export.formats import parse_variant_list
 from edge_runtime.capture import open_source
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.stream import StreamConfig, analyse, run_stream
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         video = Path(tmp) / "stream.avi"
         write_video(video, args.frames, width, height, args.fps)
         first = cv2.cvtColor(cv2.VideoCapture(str(video)).read()[1], cv2.COLOR_BGR2RGB)
-        for variant in args.variants.split(","):
+        for variant in parse_variant_list(args.variants) or []:
             pipeline = Pipeline.load(None, variant, num_threads=args.threads)
             for _ in range(10):  # warm-up: interpreter buffers, XNNPACK packing
                 analyse(pipeline, first)

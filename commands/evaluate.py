@@ -6,7 +6,6 @@ are what a device would achieve, not what the classifier does on ground-truth cr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from dermedge.errors import DermedgeError
 from dermedge.metrics import coverage_curve, require_eval_extra
 from edge_runtime.image_io import ImageError, read_image
 from edge_runtime.pipeline import Pipeline
+
 
 def _locate(ids: list[str], files: dict[str, Path], images: Path, skipped: Skipped) -> list[tuple[str, Path]]:
     """(id, file) for every id with an image in `files` (from `images_by_stem(images)`)."""
@@ -156,7 +156,7 @@ def evaluate_segmentation(pipeline: Pipeline, images: Path, masks: Path, labels:
                     skipped.add(path, f"mask is {truth.shape[1]}x{truth.shape[0]}, image "
                                       f"{image.shape[1]}x{image.shape[0]}")
                     continue
-                yield pipeline.lesion_mask(pipeline.segment(image), image.shape[:2]), truth
+                yield pipeline.locate(image).mask, truth
 
     metrics = segmentation_metrics(pairs())
     if not metrics["n"]:

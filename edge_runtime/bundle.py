@@ -14,7 +14,6 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 # The bundle installed with the package (TFLite variants only), so `dermedge predict` works offline.
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
-DEFAULT_VARIANT = "int8"  # what runs when a manifest names no `default_variant`
 REQUIRED_KEYS = ("schema_version", "labels", "malignant_labels", "segmenter", "classifier",
                  "crop_margin", "thresholds", "variants")
 
@@ -64,7 +63,8 @@ class Bundle:
 
     @property
     def default_variant(self) -> str:
-        return self.manifest.get("default_variant", DEFAULT_VARIANT)
+        """The manifest's `default_variant` (export and pack always write one); else its first variant."""
+        return self.manifest.get("default_variant") or next(iter(self.variants))
 
     def _record(self, variant: str, model: str) -> dict:
         if variant not in self.variants:
@@ -204,12 +204,6 @@ def validate_manifest(manifest: dict, where: str = MANIFEST) -> None:
     default = manifest.get("default_variant")
     if default is not None and default not in variants:
         fail("default_variant", f"{default!r} is not one of the variants ({', '.join(variants)})")
-
-
-def pick_default_variant(variants, preferred: str | None = None) -> str:
-    """`preferred` if the bundle has it, else int8, else its first variant."""
-    names = list(variants)
-    return next(v for v in (preferred, DEFAULT_VARIANT, names[0]) if v in names)
 
 
 def empty_bundle_folder(out: Path) -> Path:

@@ -37,11 +37,9 @@ import numpy as np
 
 from edge_runtime.alerts import AlertPolicy, LesionAggregator, LesionTrack, TrackingThresholds, Update, appearance
 from edge_runtime.capture import Backoff, Capture, Frame, FrameSource, LatestFrameSlot, SourceError
-from edge_runtime.image_io import ImageError
 from edge_runtime.overlay import BENIGN_COLOUR, MALIGNANT_COLOUR, draw_banner, draw_overlay, write_rgb
-from edge_runtime.pipeline import Pipeline, Result, check_image
-from edge_runtime.quality import HINTS, REASONS, ImageQuality, LesionQuality, QualityThresholds, assess_image, \
-    assess_lesion
+from edge_runtime.pipeline import Analysis, Pipeline
+from edge_runtime.quality import HINTS, REASONS
 
 REJECTED_COLOUR = (255, 200, 0)
 LATENCY_WINDOW = 100_000  # latency percentiles are over the last frames this many (a day at 30 fps is 2.6 M)
@@ -49,7 +47,9 @@ LATENCY_WINDOW = 100_000  # latency percentiles are over the last frames this ma
 
 @dataclass(frozen=True)
 class StreamConfig:
-    quality: QualityThresholds = QualityThresholds()
+    """How the loop runs around the pipeline; the quality gate's thresholds are the pipeline's own
+    (`PipelineOptions.quality`), the same for `predict` and the stream."""
+
     alerts: AlertPolicy = AlertPolicy()  # threshold None: the bundle's malignant threshold
     max_fps: float | None = None  # analyse at most this many frames a second (the newest wins)
     pace: bool = False  # video files: play at the file's fps, dropping frames like a camera
@@ -62,45 +62,10 @@ class StreamConfig:
     tracking: TrackingThresholds = TrackingThresholds()  # when a new lesion begins
 
 
-@dataclass
-class Analysis:
-    """One frame through the gates: `reason` is None and `result` set when it was classified."""
-
-    image: np.ndarray
-    reason: str | None = None
-    image_quality: ImageQuality | None = None
-    lesion_quality: LesionQuality | None = None
-    result: Result | None = None
-
-    def quality_dict(self) -> dict:
-        out = {}
-        if self.image_quality:
-            out.update({k: v for k, v in self.image_quality.to_dict().items() if k != "problem"})
-        if self.lesion_quality:
-            out["lesion"] = {k: v for k, v in self.lesion_quality.to_dict().items() if k != "problem"}
-        return out
-
-
-def analyse(pipeline: Pipeline, image: np.ndarray, thresholds: QualityThresholds = QualityThresholds()) -> Analysis:
-    """Gate a frame and classify it if it passes; the segmenter's mask serves the lesion gate and the
-    crop alike, so a frame is segmented once whatever happens to it."""
-    start = time.perf_counter()
-    try:
-        image = check_image(image, pipeline.max_pixels)
-    except ImageError:
-        return Analysis(np.zeros((1, 1, 3), np.uint8), "unreadable_frame")
-    image_quality = assess_image(image, thresholds)
-    if image_quality.problem:
-        return Analysis(image, image_quality.problem, image_quality)
-    t0 = time.perf_counter()
-    probability = pipeline.segment(image)
-    t1 = time.perf_counter()
-    mask = pipeline.lesion_mask(probability, image.shape[:2])
-    lesion_quality = assess_lesion(mask, thresholds)
-    if lesion_quality.problem:
-        return Analysis(image, lesion_quality.problem, image_quality, lesion_quality)
-    result = pipeline.classify_lesion(image, mask, {"gate": (t0 - start) * 1e3, "segment": (t1 - t0) * 1e3}, since=t1)
-    return Analysis(image, None, image_quality, lesion_quality, result)
+def analyse(pipeline: Pipeline, image: np.ndarray) -> Analysis:
+    """One frame as the stream screens it: `Pipeline.analyse` stopping at the first gate it fails,
+    so a rejected frame never costs the classifier (nor, when the image gate fails, the segmenter)."""
+    return pipeline.analyse(image, stop_at_gate=True)
 
 
 def annotate(analysis: Analysis, update: Update | None, threshold: float) -> np.ndarray:
@@ -261,7 +226,7 @@ def _screen(pipeline: Pipeline, frame: Frame, config: StreamConfig, aggregator: 
             tally: _Tally) -> tuple[Analysis, Update | None, LesionTrack | None]:
     """One frame through the gates and the tracker: (its analysis, what it did to its lesion, the
     lesion it ended if any)."""
-    analysis = analyse(pipeline, frame.image, config.quality)
+    analysis = analyse(pipeline, frame.image)
     if analysis.result is None:
         tally.rejected[analysis.reason] += 1
         tally.rejected_since_event[analysis.reason] += 1

@@ -15,13 +15,13 @@ from dermedge import __version__
 from dermedge.datasets import Sample, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.splits import read_split_csv
-from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record, pick_default_variant,
+from edge_runtime.bundle import (SCHEMA_VERSION, empty_bundle_folder, file_record,
                                  write_manifest)
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.labels import HAM10000_CLASSES, HAM10000_NAMES, MALIGNANT_CLASSES
 from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from dermedge.export import coreml, optimize, tflite
-from dermedge.export.formats import Variant, select_variants
+from dermedge.export.formats import Variant, pick_default_variant, select_variants
 from dermedge.export.keras_io import flatten_classifier
 from dermedge.export.tflite_metadata import tflite_file_record
 from dermedge.train.backbones import get_backbone, identify_backbone
@@ -211,34 +211,38 @@ class _Transforms:
         self.cache, self.sparsity = {}, {}
 
     def model(self, transform: str, role: str, original):
+        """The Keras model a variant's `transform` (export/formats.py) makes of `original`, fine-tuned."""
+        steps = {"prune": self._pruned, "qat": self._quantization_aware}
+        if transform not in steps:
+            raise ValueError(f"unknown transform {transform!r}; known: {', '.join(steps)}")
         key = (transform, role)
         if key not in self.cache:
             console.print(f"[bold]{transform}[/] {role}: fine-tuning on the training split")
             base = flatten_classifier(original) if role == "classifier" else original
             if role == "classifier":
                 base = _freeze_batchnorm(base)
-            data = self.data.fine_tune_arrays(role)
             teacher = original if role == "classifier" and self.config.distill else None
-            if transform == "prune":
-                epochs = self.config.fine_tune_epochs
-                steps = epochs * math.ceil(len(data.images) / self.config.batch_size)
-                pruned = optimize.prune(base, self.config.sparsity, steps)
-                lr = 2e-4 if role == "segmenter" else 5e-5
-                _fine_tune(pruned, role, data, epochs, self.config.batch_size, lr,
-                           optimize.pruning_callbacks(), self.k, teacher)
-                model = optimize.strip_pruning(pruned)
-                self.sparsity[role] = optimize.sparsity_report(model)
-            elif transform == "qat":
-                # Activation ranges start from the representative images, not tfmot's -6..6.
-                calibration = self.data.seg_rep if role == "segmenter" else self.data.cls_rep
-                model = optimize.quantization_aware(base, calibration=calibration)
-                lr = 1e-4 if role == "segmenter" else 2e-5
-                _fine_tune(model, role, data, self.config.qat_epochs, self.config.batch_size, lr, [], self.k,
-                           teacher)
-            else:
-                raise ValueError(transform)
-            self.cache[key] = model
+            self.cache[key] = steps[transform](base, role, self.data.fine_tune_arrays(role), teacher)
         return self.cache[key]
+
+    def _pruned(self, base, role: str, data, teacher):
+        epochs = self.config.fine_tune_epochs
+        steps = epochs * math.ceil(len(data.images) / self.config.batch_size)
+        pruned = optimize.prune(base, self.config.sparsity, steps)
+        lr = 2e-4 if role == "segmenter" else 5e-5
+        _fine_tune(pruned, role, data, epochs, self.config.batch_size, lr,
+                   optimize.pruning_callbacks(), self.k, teacher)
+        model = optimize.strip_pruning(pruned)
+        self.sparsity[role] = optimize.sparsity_report(model)
+        return model
+
+    def _quantization_aware(self, base, role: str, data, teacher):
+        # Activation ranges start from the representative images, not tfmot's -6..6.
+        calibration = self.data.seg_rep if role == "segmenter" else self.data.cls_rep
+        model = optimize.quantization_aware(base, calibration=calibration)
+        lr = 1e-4 if role == "segmenter" else 2e-5
+        _fine_tune(model, role, data, self.config.qat_epochs, self.config.batch_size, lr, [], self.k, teacher)
+        return model
 
 
 def _tflite_metadata(role: str, labels, size: int) -> dict:
@@ -362,7 +366,7 @@ def _export_one(variant: Variant, role: str, model, path: Path, labels, size: in
 
 
 def _below_floor(variant: str, role: str, metrics: dict, floor: float) -> list[str]:
-    key = "top1_agreement" if role == "classifier" else "mask_dice_vs_keras"
+    key = "top1_agreement" if role == "classifier" else "mask_dice_vs_float"
     if key in metrics and metrics[key] < floor:
         return [f"{variant} {role} {key} {metrics[key]:.3f} < {floor}"]
     return []

@@ -20,8 +20,27 @@ def _coremltools():
     return ct
 
 
+def _linear8(mlmodel):
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    return linear_quantize_weights(mlmodel, OptimizationConfig(
+        global_config=OpLinearQuantizerConfig(mode="linear_symmetric")))
+
+
+def _palette6(mlmodel):
+    from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
+
+    return palettize_weights(mlmodel, OptimizationConfig(global_config=OpPalettizerConfig(mode="kmeans", nbits=6)))
+
+
+# A Core ML variant's `quantization` (export/formats.py) -> its weight compression (None: float16 as converted).
+WEIGHT_COMPRESSION = {"none": None, "linear8": _linear8, "palette6": _palette6}
+
+
 def convert(model, role: str, labels: tuple[str, ...], quantization: str = "none"):
-    """`quantization`: "none" (float16 mlprogram), "linear8" or "palette6" weights."""
+    """`quantization`: a key of WEIGHT_COMPRESSION."""
+    if quantization not in WEIGHT_COMPRESSION:
+        raise ValueError(f"unknown Core ML quantization {quantization!r}; known: {', '.join(WEIGHT_COMPRESSION)}")
     ct = _coremltools()
     height, width = model.input_shape[1:3]
     # The model normalises its own 0..255 input, so the image input passes pixels unscaled.
@@ -33,19 +52,9 @@ def convert(model, role: str, labels: tuple[str, ...], quantization: str = "none
                              minimum_deployment_target=ct.target.iOS16, **kwargs)
     except Exception as exc:
         raise DermedgeError(f"Core ML conversion of the {role} failed: {str(exc).splitlines()[0]}") from exc
-    if quantization != "none":
-        from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OpPalettizerConfig,
-                                                 OptimizationConfig, linear_quantize_weights,
-                                                 palettize_weights)
-
-        if quantization == "linear8":
-            config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric"))
-            mlmodel = linear_quantize_weights(mlmodel, config)
-        elif quantization == "palette6":
-            config = OptimizationConfig(global_config=OpPalettizerConfig(mode="kmeans", nbits=6))
-            mlmodel = palettize_weights(mlmodel, config)
-        else:
-            raise ValueError(f"unknown Core ML quantization {quantization!r}")
+    compress = WEIGHT_COMPRESSION[quantization]
+    if compress is not None:
+        mlmodel = compress(mlmodel)
     mlmodel.user_defined_metadata["labels"] = ",".join(labels)
     mlmodel.author = "dermedge"
     mlmodel.license = LICENCE

@@ -15,20 +15,17 @@ import zipfile
 from pathlib import Path
 
 from dermedge.errors import DermedgeError
-from edge_runtime.bundle import empty_bundle_folder, load_bundle, pick_default_variant, write_manifest
-from dermedge.export.formats import VARIANTS
-
-GROUPS = {"tflite": [v.name for v in VARIANTS if v.format == "tflite"],
-          "coreml": [v.name for v in VARIANTS if v.format == "coreml"]}
+from dermedge.export.formats import parse_variant_list, pick_default_variant
+from edge_runtime.bundle import empty_bundle_folder, load_bundle, write_manifest
 
 
 def pack_bundle(source: Path, out: Path, variants: str, default_variant: str | None = None) -> dict:
     bundle = load_bundle(source)
     if bundle.archive is not None:
         raise DermedgeError(f"{source} is a zip: pack from the bundle folder")
-    wanted: list[str] = []
-    for name in (n.strip() for n in variants.split(",") if n.strip()):
-        wanted += GROUPS.get(name, [name])
+    wanted = parse_variant_list(variants) or []
+    if not wanted:
+        raise DermedgeError("--variants names nothing to pack")
     if default_variant and default_variant not in wanted:
         raise DermedgeError(f"--default-variant {default_variant} is not among the packed variants")
     missing = [n for n in wanted if n not in bundle.variants]

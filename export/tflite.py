@@ -23,33 +23,66 @@ def convert(model, quantization: str, representative: Callable[[], Iterable] | N
             float_layers: int = FLOAT_LAYERS) -> tuple[bytes, dict]:
     """Convert `model`; returns the .tflite bytes and what the manifest should know about it.
 
-    `quantization` is "none" (fp32), "fp16", "dynamic", "int8" (full integer) or "int8-mixed"
-    (full integer except the `float_layers` tensors with the largest quantization error, kept in
-    float). Integer models take uint8 pixels, so a device feeds camera bytes directly; every
-    variant's output stays float32 (a dequantize at the end) so all return the same thing.
+    `quantization` is a variant's setting (`export/formats.py`), a key of QUANTIZERS. Integer models
+    take uint8 pixels, so a device feeds camera bytes directly; every variant's output stays float32
+    (a dequantize at the end) so all return the same thing.
     """
+    if quantization not in QUANTIZERS:
+        raise ValueError(f"unknown quantization {quantization!r}; known: {', '.join(QUANTIZERS)}")
     tf = tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quantization in ("int8", "int8-mixed"):
-        if representative is None:
-            from dermedge.errors import DermedgeError
+    return QUANTIZERS[quantization](tf, converter, representative, float_layers)
 
-            raise DermedgeError("int8 export needs a representative set: pass training images "
-                                "(--representative N > 0) or a run folder with split.csv")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.inference_input_type = tf.uint8
-        if quantization == "int8-mixed":
-            return _mixed_int8(converter, representative, float_layers)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif quantization != "none":
-        raise ValueError(f"unknown quantization {quantization!r}")
+
+def _float32(tf, converter, representative, float_layers) -> tuple[bytes, dict]:
     return converter.convert(), {}
+
+
+def _float16(tf, converter, representative, float_layers) -> tuple[bytes, dict]:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter.convert(), {}
+
+
+def _dynamic_range(tf, converter, representative, float_layers) -> tuple[bytes, dict]:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert(), {}
+
+
+def _integer_converter(tf, converter, representative) -> None:
+    """Post-training integer quantization, calibrated on `representative`, with uint8 input."""
+    if representative is None:
+        from dermedge.errors import DermedgeError
+
+        raise DermedgeError("int8 export needs a representative set: pass training images "
+                            "(--representative N > 0) or a run folder with split.csv")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.inference_input_type = tf.uint8
+
+
+def _full_integer(tf, converter, representative, float_layers) -> tuple[bytes, dict]:
+    _integer_converter(tf, converter, representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert(), {}
+
+
+def _mixed_integer(tf, converter, representative, float_layers) -> tuple[bytes, dict]:
+    """Full-integer PTQ with the `float_layers` worst tensors (by scaled RMSE) left in float."""
+    _integer_converter(tf, converter, representative)
+    errors = quantization_errors(converter, representative)
+    worst = [r["tensor"] for r in errors[:float_layers]]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=_debug_dataset(representative),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst))
+    rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
+    return debugger.get_nondebug_quantized_model(), {"float_layers": rounded[:float_layers],
+                                                     "worst_int8_layers": rounded}
+
+
+# A variant's `quantization` -> how the converter is set up for it.
+QUANTIZERS = {"none": _float32, "fp16": _float16, "dynamic": _dynamic_range, "int8": _full_integer,
+              "int8-mixed": _mixed_integer}
 
 
 def _debug_dataset(representative: Callable[[], Iterable]) -> Callable[[], Iterable]:
@@ -77,19 +110,6 @@ def quantization_errors(converter, representative: Callable[[], Iterable]) -> li
             rows.append({"tensor": row["tensor_name"], "op": row["op_name"],
                          "scaled_rmse": float(np.sqrt(float(row["mean_squared_error"])) / scale)})
     return sorted(rows, key=lambda r: -r["scaled_rmse"])
-
-
-def _mixed_int8(converter, representative, float_layers: int) -> tuple[bytes, dict]:
-    """Full-integer PTQ with the `float_layers` worst tensors (by scaled RMSE) left in float."""
-    tf = tensorflow()
-    errors = quantization_errors(converter, representative)
-    worst = [r["tensor"] for r in errors[:float_layers]]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=_debug_dataset(representative),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst))
-    rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
-    return debugger.get_nondebug_quantized_model(), {"float_layers": rounded[:float_layers],
-                                                     "worst_int8_layers": rounded}
 
 
 def representative_from(images: np.ndarray) -> Callable[[], Iterable]:

@@ -20,7 +20,7 @@ def classifier_figures(reference: np.ndarray, probs: np.ndarray, labels: np.ndar
         "max_prob_diff": float(np.abs(reference - probs).max()),
         "accuracy": task["accuracy"],
         "balanced_accuracy": task["balanced_accuracy"],
-        "balanced_accuracy_vs_keras_ci95": paired_difference_interval(
+        "balanced_accuracy_vs_float_ci95": paired_difference_interval(
             labels, probs.argmax(1), reference.argmax(1), len(classes)),
         "macro_auc": task["macro_auc"],
         "melanoma_sensitivity": task["melanoma"]["sensitivity"] if "melanoma" in task else None,
@@ -38,7 +38,7 @@ def segmenter_figures(reference: np.ndarray, probs: np.ndarray, truths: list[np.
             yield clean_mask(prob, truth.shape, threshold), truth
 
     task = segmentation_metrics(pairs())
-    return {"n": int(len(probs)), "mask_dice_vs_keras": float(np.mean(agreement)),
+    return {"n": int(len(probs)), "mask_dice_vs_float": float(np.mean(agreement)),
             "mean_prob_diff": float(np.abs(reference - probs).mean()),
-            "min_mask_dice_vs_keras": float(np.min(agreement)),
+            "min_mask_dice_vs_float": float(np.min(agreement)),
             "dice": task["dice"], "iou": task["iou"], "thresholded_jaccard": task["thresholded_jaccard"]}

@@ -53,10 +53,10 @@ def test_tflite_variants_agree_with_keras(bundle):
     for name in ("fp32", "fp16", "dynamic"):
         cls = m["variants"][name]["metrics"]["classifier"]
         assert cls["top1_agreement"] >= 0.9, name
-        assert m["variants"][name]["metrics"]["segmenter"]["mask_dice_vs_keras"] > 0.9, name
+        assert m["variants"][name]["metrics"]["segmenter"]["mask_dice_vs_float"] > 0.9, name
     assert m["variants"]["fp32"]["metrics"]["classifier"]["max_prob_diff"] < 1e-3
     # the same decisions as Keras on every image: no difference on any bootstrap resample
-    assert m["variants"]["fp32"]["metrics"]["classifier"]["balanced_accuracy_vs_keras_ci95"] == [0.0, 0.0]
+    assert m["variants"]["fp32"]["metrics"]["classifier"]["balanced_accuracy_vs_float_ci95"] == [0.0, 0.0]
     for name in ("int8", "qat-int8", "pruned-int8"):
         cls = m["variants"][name]["metrics"]["classifier"]
         assert 0 <= cls["balanced_accuracy"] <= 1 and cls["n"] >= 1

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from dermedge.commands.cli import app
 from edge_runtime.alerts import AlertPolicy, LesionAggregator, TrackingThresholds, box_iou
 from edge_runtime.capture import Backoff, Frame, IterSource, LatestFrameSlot, open_source
-from edge_runtime.pipeline import Pipeline
+from edge_runtime.image_io import ImageError
+from edge_runtime.pipeline import Pipeline, PipelineOptions
 from edge_runtime.quality import QualityThresholds, assess_image, assess_lesion
-from edge_runtime.stream import StreamConfig, run_stream
+from edge_runtime.stream import StreamConfig, analyse, run_stream
 from edge_runtime.synthetic import draw_lesion
 
 pytestmark = pytest.mark.runtime  # base install only
@@ -358,6 +359,34 @@ def test_image_gate_reasons(lesion_image):
     assert quality.brightness < QualityThresholds().max_brightness and quality.problem == "overexposed"
     assert assess_image(cv2.GaussianBlur(lesion_image, (0, 0), 4)).problem == "blurry"
     assert assess_image(lesion_image, QualityThresholds(min_sharpness=1e6)).problem == "blurry"
+
+
+def test_predict_and_the_stream_run_one_analysis(pipeline, lesion_image):
+    """`predict` and the stream's per-frame analysis are one method (`Pipeline.analyse`): the same
+    Result on a good image; on a failed gate predict answers, flagged, where the stream stops."""
+    result, frame = pipeline.predict(lesion_image), analyse(pipeline, lesion_image)
+    assert frame.reason is None and frame.result is not None
+    a, b = result.to_dict(), frame.result.to_dict()
+    assert set(a.pop("latency_ms")) == set(b.pop("latency_ms")) == {"preprocess", "segment", "crop", "classify",
+                                                                    "total"}
+    assert a == b and not result.inconclusive
+    np.testing.assert_array_equal(result.mask, frame.result.mask)
+    blurred = cv2.GaussianBlur(lesion_image, (0, 0), 5)
+    flagged, stopped = pipeline.predict(blurred), analyse(pipeline, blurred)
+    assert flagged.inconclusive_reason == stopped.reason == "blurry"
+    assert stopped.result is None and stopped.lesion_quality is None  # stopped before the segmenter too
+    with pytest.raises(ImageError):
+        pipeline.predict(np.zeros((0, 4, 3), np.uint8))
+    assert analyse(pipeline, np.zeros((0, 4, 3), np.uint8)).reason == "unreadable_frame"
+
+
+def test_the_quality_thresholds_are_pipeline_options(lesion_image):
+    """One set of thresholds per pipeline, for predict and the stream alike."""
+    strict = Pipeline.load(None, PipelineOptions("int8", 1, quality=QualityThresholds(min_sharpness=1e6)))
+    assert strict.predict(lesion_image).inconclusive_reason == "blurry"
+    assert analyse(strict, lesion_image).reason == "blurry"
+    summary = run_stream(strict, IterSource([lesion_image] * 3), StreamConfig(frame_every=None))
+    assert summary["rejected"] == {"blurry": 3} and summary["analysed"] == 0
 
 
 def test_image_gate_measures_at_one_scale_whatever_the_camera_resolution(lesion_image):

@@ -58,17 +58,16 @@ def explain(image: np.ndarray, classifier_path: Path, bundle=None, variant: str 
     Returns the panel image (the photo with the crop box | the crop with its heatmap) and figures.
     """
     from edge_runtime.pipeline import Pipeline, check_image
-    from edge_runtime.preprocess import crop_to_lesion
     from dermedge.train.models import load_trained_model
 
     pipeline = Pipeline.load(bundle, variant)
-    model = load_trained_model(classifier_path, "classifier")
-    size = int(model.inputs[0].shape[1])
-    image = check_image(image)
-    mask = pipeline.lesion_mask(pipeline.segment(image), image.shape[:2])
-    crop, box = crop_to_lesion(image, mask if mask.any() else None, size, pipeline.crop_margin)
     if class_name is not None and class_name not in pipeline.labels:
         raise DermedgeError(f"unknown class {class_name!r}; the labels are {', '.join(pipeline.labels)}")
+    model = load_trained_model(classifier_path, "classifier")
+    size = int(model.inputs[0].shape[1])
+    image = check_image(image, pipeline.max_pixels)
+    located = pipeline.locate(image, size)
+    crop, box, mask = located.crop, located.box, located.mask
     index = None if class_name is None else pipeline.labels.index(class_name)
     heatmap, probabilities, chosen = grad_cam(model, crop, index)
     photo = image.copy()
