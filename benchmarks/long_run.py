@@ -39,7 +39,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -53,6 +52,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dermedge.commands.machine import machine_info
 from edge_runtime.synthetic import draw_lesion
 
 GROWTH_LIMIT_MB = 10.0
@@ -326,16 +326,6 @@ def code() -> dict:
     return out
 
 
-def machine() -> dict:
-    try:
-        from dermedge.commands.machine import machine_info
-
-        return machine_info(measure_peak=False)
-    except Exception as exc:  # noqa: BLE001 - the figures stand without the details
-        return {"cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count(),
-                "note": f"dermedge.commands.machine unavailable: {exc}"}
-
-
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -450,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": shlex.join(["python", "benchmarks/long_run.py", *argv]), "note": args.note,
-              "niceness": os.nice(0), "code": code(), "machine": machine(), "growth_limit_mb": GROWTH_LIMIT_MB}
+              "niceness": os.nice(0), "code": code(), "machine": machine_info(measure_peak=False), "growth_limit_mb": GROWTH_LIMIT_MB}
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     parts = [part for part, n in (("predict", args.images), ("stream", args.frames)) if n]

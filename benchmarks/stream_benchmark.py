@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dermedge.commands.machine import machine_info
 from dermedge.export.formats import parse_variant_list
 from edge_runtime.capture import open_source
 from edge_runtime.pipeline import Pipeline
@@ -48,18 +49,6 @@ def write_video(path: Path, frames: int, width: int, height: int, fps: float) ->
             shifted = np.roll(image, (i - 30) // 2, axis=1)
             writer.write(cv2.cvtColor(shifted, cv2.COLOR_RGB2BGR))
     writer.release()
-
-
-def machine() -> dict:
-    try:
-        from dermedge.commands.machine import machine_info
-
-        return machine_info(measure_peak=False)
-    except Exception as exc:  # noqa: BLE001 - the figures stand without the details
-        import platform
-
-        return {"cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count(),
-                "note": f"dermedge.commands.machine unavailable: {exc}"}
 
 
 def run(pipeline: Pipeline, video: Path, pace: bool) -> dict:
@@ -119,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     report = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "threads": args.threads,
               "video": {"frames": args.frames, "width": width, "height": height, "fps": args.fps},
-              "load_average_at_start": [round(v, 2) for v in os.getloadavg()], "machine": machine(), "runs": []}
+              "load_average_at_start": [round(v, 2) for v in os.getloadavg()], "machine": machine_info(measure_peak=False), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "stream.avi"
         write_video(video, args.frames, width, height, args.fps)

@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 
 from dermedge.commands.batch import Skipped, progress_bar
+from dermedge.commands.benchmark_config import BenchmarkConfig
 from dermedge.datasets import images_by_stem, masks_by_image_id, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.export.formats import (FLOAT_REFERENCE, INTEGER_QUANTIZATIONS, MIXED_QUANTIZATION, PREFERRED_DEFAULT,
@@ -43,26 +44,6 @@ TTA_SUFFIX = "+tta"  # a variant run with test-time augmentation (4 views per cr
 STAGES = ("segment", "crop", "classify", "total")  # `crop`: mask clean-up, quality gate and crop (CPU)
 BLOCK = 10  # consecutive runs of one variant before the next takes its turn
 TARGETS = {"speedup_vs_keras": 10.0, "speedup_vs_fp32": 1.3, "p50_ms": 15.0}  # issue 5, at 1 thread
-
-
-@dataclass
-class BenchmarkConfig:
-    bundle: Path | None = None  # None: the bundle installed with dermedge
-    variants: list[str] | None = None  # None: all
-    threads: tuple[int, ...] = (1,)
-    runs: int = 200
-    warmup: int = 20
-    images: Path | None = None
-    masks: Path | None = None
-    labels: Path | None = None
-    split: str | None = None
-    limit: int = 0  # labelled images scored per variant (0: all)
-    keras: bool = True  # add the Keras float row when TensorFlow and the .keras files are there
-    keras_segmenter: Path = Path("runs/segment/segmenter.keras")
-    keras_classifier: Path = Path("runs/classify/classifier.keras")
-    latency_images: int = 16
-    tta: list[str] = field(default_factory=list)  # variants also run with test-time augmentation
-    memory: bool = True  # child-process load time and peak memory
 
 
 def percentiles(values) -> dict:

@@ -24,14 +24,13 @@ from typer.core import TyperCommand, TyperGroup
 
 from dermedge import __version__
 from dermedge.commands.batch import stdout_console
-from dermedge.commands.benchmark import BenchmarkConfig
+from dermedge.commands.benchmark_config import BenchmarkConfig
 from dermedge.commands.calibration import calibrate_bundle
 from dermedge.commands.stream import best_frame_path, screen
 from dermedge.errors import DermedgeError, missing_extra
-from dermedge.export.build import ExportConfig
+from dermedge.export.config import ExportConfig
 from dermedge.export.formats import names_help, parse_variant_list
-from dermedge.train.classify import ClassifyConfig
-from dermedge.train.segment import SegmentConfig
+from dermedge.train.config import ClassifyConfig, SegmentConfig
 from edge_runtime.alerts import AlertPolicy
 from edge_runtime.bundle import BundleError
 from edge_runtime.capture import Backoff

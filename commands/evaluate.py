@@ -156,7 +156,7 @@ def evaluate_segmentation(pipeline: Pipeline, images: Path, masks: Path, labels:
                     skipped.add(path, f"mask is {truth.shape[1]}x{truth.shape[0]}, image "
                                       f"{image.shape[1]}x{image.shape[0]}")
                     continue
-                yield pipeline.locate(image).mask, truth
+                yield pipeline.lesion_mask(pipeline.segment(image), image.shape[:2]), truth
 
     metrics = segmentation_metrics(pairs())
     if not metrics["n"]:

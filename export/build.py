@@ -28,6 +28,7 @@ from dermedge.train.backbones import get_backbone, identify_backbone
 from dermedge.train.models import load_trained_model
 from dermedge.export.validate import classifier_figures, segmenter_figures
 from dermedge.train.tf_env import tensorflow
+from dermedge.export.config import ExportConfig
 
 ROLES = ("segmenter", "classifier")
 MIN_VALIDATION_IMAGES = 100
@@ -37,27 +38,6 @@ DATASET = {
     "licence": "CC BY-NC-SA 4.0",
 }
 console = Console(width=None if Console().is_terminal else 160)  # logs keep the table readable
-
-
-@dataclass
-class ExportConfig:
-    segmenter: str
-    classifier: str
-    out: str = "bundle"
-    variants: str | None = None
-    split: str | None = None
-    data_root: str | None = None
-    representative: int = 200
-    validation_images: int = 0
-    sparsity: float = 0.5
-    fine_tune_epochs: int = 2
-    qat_epochs: int = 2
-    float_layers: int = tflite.FLOAT_LAYERS  # int8-mixed: how many of the worst-quantized tensors stay in float
-    fine_tune_images: int = 0
-    batch_size: int = 32
-    agreement_floor: float = 0.9
-    distill: bool = True  # pruned/QAT classifier fine-tunes to the float model's probabilities, not labels
-    seed: int = 0
 
 
 @dataclass

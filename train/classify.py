@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,45 +15,13 @@ from dermedge.errors import DermedgeError
 from dermedge.metrics import classification_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
-from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
 from dermedge.train.backbones import get_backbone
 from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
 from dermedge.train.run import restored_epoch, save_history, start_run, write_json
 from dermedge.train.tf_env import distribution_strategy, tensorflow
+from dermedge.train.config import ClassifyConfig
 
 IMBALANCE_STRATEGIES = ("class-weights", "focal", "balanced-sampling", "none")
-
-
-@dataclass
-class ClassifyConfig:
-    images: str
-    labels: str | None = None
-    masks: str | None = None
-    out: str = "runs/classify"
-    backbone: str = "mobilenetv2"
-    backbone_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
-    input_size: int = 224
-    alpha: float = 0.35
-    crop_margin: float = DEFAULT_CROP_MARGIN
-    crop_jitter: float = 0.0
-    imbalance: str = "auto"
-    head_epochs: int = 3
-    epochs: int = 30
-    batch_size: int = 32
-    head_learning_rate: float = 1e-3
-    learning_rate: float = 3e-4
-    patience: int = 8
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    split_seed: int | None = None  # None: `seed`; set it to retrain on the same split with another seed
-    strategy: str = "default"
-    logical_cpus: int = 0
-    limit: int = 0
-    init_from: str | None = None
-    bn_momentum: float | None = None
-    average_last: int = 0  # >0: no early stopping; ship the mean weights of the last N fine-tune epochs
-    verbose: int = 2
 
 
 def inverse_frequency_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:

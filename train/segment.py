@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,30 +14,7 @@ from dermedge.train.data import ArrayData, load_segmentation_arrays, segmentatio
 from dermedge.train.run import restored_epoch, save_history, start_run, write_json
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from edge_runtime.postprocess import clean_mask
-
-
-@dataclass
-class SegmentConfig:
-    images: str
-    labels: str | None = None
-    masks: str | None = None
-    out: str = "runs/segment"
-    input_size: int = 128
-    base_filters: int = 8
-    depth: int = 4
-    max_filters: int = 64
-    decoder: str = "unet"
-    epochs: int = 40
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    patience: int = 8
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    strategy: str = "default"
-    logical_cpus: int = 0
-    limit: int = 0  # use only the first N samples (quick experiments, tests)
-    verbose: int = 2
+from dermedge.train.config import SegmentConfig
 
 
 def predict_masks(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

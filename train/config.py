@@ -1,0 +1,65 @@
+"""The options of the two training commands, in a module that imports nothing heavy: the CLI reads
+their defaults when it starts, and `train/segment.py` and `train/classify.py` run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_runtime.preprocess import DEFAULT_CROP_MARGIN
+
+
+@dataclass
+class SegmentConfig:
+    images: str
+    labels: str | None = None
+    masks: str | None = None
+    out: str = "runs/segment"
+    input_size: int = 128
+    base_filters: int = 8
+    depth: int = 4
+    max_filters: int = 64
+    decoder: str = "unet"
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    patience: int = 8
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    strategy: str = "default"
+    logical_cpus: int = 0
+    limit: int = 0  # use only the first N samples (quick experiments, tests)
+    verbose: int = 2
+
+
+
+@dataclass
+class ClassifyConfig:
+    images: str
+    labels: str | None = None
+    masks: str | None = None
+    out: str = "runs/classify"
+    backbone: str = "mobilenetv2"
+    backbone_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
+    input_size: int = 224
+    alpha: float = 0.35
+    crop_margin: float = DEFAULT_CROP_MARGIN
+    crop_jitter: float = 0.0
+    imbalance: str = "auto"
+    head_epochs: int = 3
+    epochs: int = 30
+    batch_size: int = 32
+    head_learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
+    patience: int = 8
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    split_seed: int | None = None  # None: `seed`; set it to retrain on the same split with another seed
+    strategy: str = "default"
+    logical_cpus: int = 0
+    limit: int = 0
+    init_from: str | None = None
+    bn_momentum: float | None = None
+    average_last: int = 0  # >0: no early stopping; ship the mean weights of the last N fine-tune epochs
+    verbose: int = 2
