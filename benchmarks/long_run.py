@@ -1,8 +1,8 @@
 """Long runs: does memory stay flat over 100,000 stream frames and 10,000 `predict` images?
 
-Not a timed test: a benchmark to run by hand (about an hour on a loaded 2-core machine). Two parts,
-each in a fresh child process of this script, so that each one's peak RSS (`ru_maxrss`, which
-only ever rises) is its own and not the other part's or the image generator's:
+Not a timed test: a benchmark to run by hand (its length is set by the CPU it gets: see below).
+Two parts, each in a fresh child process of this script, so that each one's peak RSS (`ru_maxrss`,
+which only ever rises) is its own and not the other part's or the image generator's:
 
 - stream: `edge_runtime.stream.run_stream`, the loop `dermedge stream` runs (capture thread, latest-frame
   slot, quality gate, both models, lesion tracker, K-of-N alerts, per-lesion sharpest frames), with the
@@ -26,7 +26,18 @@ curve. The stream is sampled from the frame generator (the capture thread), `pre
 counting wrapper around the pipeline's `predict` method (the batch loop itself is untouched).
 Pass: peak RSS at the end minus peak RSS after the warm-up <= 10 MB, for each part. Throughput is
 frames (images) per second between the warm-up and the end; a figure measured beside other work
-is a lower bound.
+is a lower bound. The process's CPU time per frame (image) over the same span is given too: what the
+part costs whatever else runs, and what tells how long a run takes on an idle machine.
+
+Where the time goes: the frames are drawn on the fly because drawing is cheap beside the runtime.
+A 500-frame profile (2026-12-03, beside a training job) spent 15.9 ms of CPU a frame in all, of
+which the generator took 0.8 ms (`draw_lesion` once a lesion, a `np.roll` a frame); the rest is the
+runtime (segmenter and classifier `Invoke`, mask clean-up, resizes, the tracker). A pre-rendered
+video would save those 5% and add a decoder, so it is not used. The wall-clock rate is set by the
+CPU share: at nice 19 beside a TensorFlow job on both cores this script gets a few percent of the
+CPU (3.6 frames/s: a 100,000-frame stream then takes about 8 h, so give --minutes); on an idle
+machine it has a core, and 15.9 ms a frame projects to about 60 frames/s, the stream in about half
+an hour (a projection from CPU time, not a measurement).
 
     python benchmarks/long_run.py                        # 100,000 frames + 10,000 images
     python benchmarks/long_run.py --frames 3000 --images 500 --out /tmp/long_run_check
@@ -84,6 +95,7 @@ class Sampler:
 
     def sample(self, count: int) -> dict:
         s = {"count": count, "t_s": round(time.perf_counter() - self.start, 3),
+             "cpu_s": round(time.process_time(), 3),  # all threads of this process, user + system
              "rss_mb": round(rss_mb(), 2), "peak_rss_mb": round(peak_rss_mb(), 2),
              # Python's own heap, which RSS hides behind the allocator's slack: objects the
              # collector tracks and blocks pymalloc has handed out
@@ -112,6 +124,7 @@ class Sampler:
         after = {"rss_mb": round(rss_mb(), 2), "peak_rss_mb": round(peak_rss_mb(), 2)}  # once the run let go
         start = next((s for s in self.samples if s["count"] == self.warmup), self.samples[0])
         span = end["t_s"] - start["t_s"]
+        cpu = end["cpu_s"] - start["cpu_s"]
         grown = None
         if self.snapshot is not None:  # --tracemalloc: where the Python heap grew after the warm-up
             diff = tracemalloc.take_snapshot().compare_to(self.snapshot, "lineno")
@@ -127,6 +140,8 @@ class Sampler:
             "rss_growth_mb": round(end["rss_mb"] - start["rss_mb"], 2),
             "per_s_after_warmup": round((done - start["count"]) / span, 2) if span > 0 else None,
             "per_s_overall": round(done / end["t_s"], 2) if end["t_s"] > 0 else None,
+            # what the part costs, whatever else shares the CPU: the process's CPU time per frame (image)
+            "cpu_ms_each_after_warmup": round(1000 * cpu / (done - start["count"]), 2) if done > start["count"] else None,
             "wall_s": end["t_s"],
             "passed": end["peak_rss_mb"] - start["peak_rss_mb"] <= GROWTH_LIMIT_MB,
             "after_run": after,
@@ -287,7 +302,7 @@ def run_predict_part(args) -> dict:
             raise KeyboardInterrupt  # what Ctrl-C does: the batch ends, its files kept (exit status 130)
         result = predict(image, *a, **kw)
         done[0] += 1
-        if done[0] == total:  # the end, while the batch's state (its records) is alive
+        if done[0] == total:  # the end, while the batch's state (outputs, summary) is alive
             sampler.sample(done[0])
         else:
             sampler.tick(done[0])
@@ -340,8 +355,9 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         "| part | count | variant, threads | peak RSS after warm-up → end (MB) | growth (MB) | current RSS "
-        "after warm-up → end (MB) | throughput after warm-up | wall time | RSS ≤ +10 MB |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "after warm-up → end (MB) | throughput after warm-up | CPU time each after warm-up | wall time "
+        "| RSS ≤ +10 MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, unit in (("stream", "frames/s"), ("predict", "images/s")):
         r = report.get(name)
@@ -349,10 +365,12 @@ def markdown(report: dict) -> str:
             continue
         s, e = r["start"], r["end"]
         rate = "–" if r["per_s_after_warmup"] is None else f"{r['per_s_after_warmup']:.1f} {unit}"
+        cpu = r.get("cpu_ms_each_after_warmup")  # absent from reports made before it was measured
+        cpu = "–" if cpu is None else f"{cpu:.1f} ms"
         count = f"{r['count']:,}" + ("" if r["count"] >= r["target"] else f" of {r['target']:,} (time budget)")
         lines.append(f"| {name} | {count}, warm-up {r['warmup']:,} | {r['variant']}, {r['threads']} "
                      f"| {s['peak_rss_mb']:.1f} → {e['peak_rss_mb']:.1f} | {r['peak_rss_growth_mb']:+.1f} "
-                     f"| {s['rss_mb']:.1f} → {e['rss_mb']:.1f} | {rate} "
+                     f"| {s['rss_mb']:.1f} → {e['rss_mb']:.1f} | {rate} | {cpu} "
                      f"| {r['wall_s'] / 60:.1f} min | {'held' if r['passed'] else 'NOT held'} |")
     st = report.get("stream")
     if st:

@@ -19,19 +19,27 @@ from edge_runtime.pipeline import Pipeline, Result
 
 @dataclass
 class Skipped:
-    """Files a batch could not use, with why: reported at the end, never silently dropped."""
+    """Files a batch could not use, with why: reported at the end, never silently dropped.
+
+    `keep` bounds the files held (the first ones; `len` still counts all) for a batch whose outputs
+    already record each skipped file as it comes (`predict` gives `on_add`)."""
 
     files: list[tuple[str, str]] = field(default_factory=list)
     # Told of each file as it is skipped (`predict --jsonl` records it at once), if set.
     on_add: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
+    keep: int | None = None
+    dropped: int = 0  # skipped files beyond `keep`: counted, not held
 
     def add(self, path: Path | str, reason: str) -> None:
-        self.files.append((str(path), reason))
+        if self.keep is None or len(self.files) < self.keep:
+            self.files.append((str(path), reason))
+        else:
+            self.dropped += 1
         if self.on_add is not None:
             self.on_add(str(path), reason)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) + self.dropped
 
     def as_list(self) -> list[dict]:
         return [{"path": path, "error": reason} for path, reason in self.files]
@@ -39,8 +47,8 @@ class Skipped:
     def report(self, console: Console, limit: int = 20) -> None:
         for path, reason in self.files[:limit]:
             console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)
-        if len(self.files) > limit:
-            console.print(f"[yellow]... and {len(self.files) - limit} more skipped files[/]")
+        if len(self) > limit:
+            console.print(f"[yellow]... and {len(self) - limit} more skipped files[/]")
 
 
 def stdout_console() -> Console:

@@ -177,6 +177,25 @@ def train_segment(
     depth: int = typer.Option(SegmentConfig.depth, "--depth"),
     max_filters: int = typer.Option(SegmentConfig.max_filters, "--max-filters"),
     decoder: str = typer.Option(SegmentConfig.decoder, "--decoder", help="unet or fcn."),
+    encoder: str = typer.Option(
+        SegmentConfig.encoder, "--encoder",
+        help="none (the U-Net trained from scratch), mobilenetv2 or efficientnet-lite0 (an "
+             "ImageNet-initialised encoder, skips at strides 2, 4, 8, 16; --depth is then 4).",
+    ),
+    encoder_weights: Optional[str] = typer.Option(
+        SegmentConfig.encoder_weights, "--encoder-weights",
+        help="The encoder's initial weights: a local file (MobileNetV2 .h5, EfficientNet-Lite legacy .pth), "
+             "'imagenet' or 'none'. Default as --backbone-weights of `train classify`.",
+    ),
+    warmup_epochs: int = typer.Option(
+        SegmentConfig.warmup_epochs, "--warmup-epochs",
+        help="Epochs with the pretrained encoder frozen (the decoder learns first), before --epochs of fine-tuning.",
+    ),
+    augment: str = typer.Option(
+        SegmentConfig.augment, "--augment",
+        help="basic (flips, quarter turns, zoom, light colour) or device (also colour casts, uneven light, "
+             "vignetting and dark circular frames, blur, zoom out: other dermatoscopes).",
+    ),
     epochs: int = typer.Option(SegmentConfig.epochs, "--epochs"),
     batch_size: int = typer.Option(SegmentConfig.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(SegmentConfig.learning_rate, "--lr"),
@@ -189,7 +208,8 @@ def train_segment(
     """Train the lesion segmenter (U-Net or FCN) with BCE + Dice loss."""
     from dermedge.train.segment import train_segmenter
 
-    report = train_segmenter(_config(SegmentConfig, ctx.params))
+    weights = _default_backbone_weights(encoder, encoder_weights) if encoder != "none" else None
+    report = train_segmenter(_config(SegmentConfig, ctx.params, encoder_weights=weights))
     _print_report(report, out)
 
 
@@ -245,12 +265,27 @@ def train_classify(
         help="Run every epoch (no early stopping) and keep the mean weights of the last N, "
              "BatchNorm re-estimated. 0 keeps the best validation epoch.",
     ),
+    teacher: Optional[list[Path]] = typer.Option(
+        None, "--teacher",
+        help="Distil from a teacher: the run folder of an earlier `train classify` on the same split "
+             "(its train_predictions.npz are the soft targets; the teacher model is not needed). "
+             "Repeat it for an ensemble: the teachers' probabilities are averaged.",
+    ),
+    distill_weight: float = typer.Option(
+        ClassifyConfig.distill_weight, "--distill-weight",
+        help="Share of the teacher's softened probabilities in each training target (the rest is the label).",
+    ),
+    distill_temperature: float = typer.Option(
+        ClassifyConfig.distill_temperature, "--distill-temperature",
+        help="Softens the teacher's probabilities (p^(1/T), renormalised) before they are mixed in.",
+    ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
     from dermedge.train.classify import train_classifier
 
     config = _config(ClassifyConfig, ctx.params,
-                     backbone_weights=_default_backbone_weights(backbone, backbone_weights))
+                     backbone_weights=_default_backbone_weights(backbone, backbone_weights),
+                     teachers=tuple(str(t) for t in teacher or ()))
     report = train_classifier(config)
     _print_report(report, out)
 

@@ -3,16 +3,25 @@
 A long batch survives interruption. `--csv` and `--jsonl` get each image's row the moment it is made,
 `--json` (one document) is written at the end, and on Ctrl-C too with what finished and
 `"interrupted": true`. `--resume` reads the files back and does only the images they lack.
+
+Memory stays flat however many images a batch has: a result goes to the outputs and is let go. The
+terminal shows the first `TABLE_ROWS` results and a bounded latency summary; `--json`'s results wait
+in a spool file beside the document (not in memory) until it is written; `--jsonl` is the streaming
+form of the same objects. What a batch holds for its whole run is per input, made before the first
+image: the list of paths, and what `--resume` read back.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import os
 import sys
+import tempfile
+from array import array
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from rich.console import Console
@@ -35,7 +44,9 @@ def _record(path: str, result: Result) -> dict:
     return {"path": path, **result.to_dict()}
 
 
-def _table(records: list[dict], title: str) -> Table:
+def _table(records: list[dict], title: str, total: int | None = None) -> Table:
+    """The first `TABLE_ROWS` of `records`, out of `total` results (default: len(records))."""
+    total = len(records) if total is None else total
     table = Table(title=title)
     for column in ("image", "label", "conf.", "malignant p", "lesion", "inconclusive", "ms"):
         table.add_column(column, justify="left" if column in ("image", "label", "inconclusive") else "right")
@@ -46,26 +57,67 @@ def _table(records: list[dict], title: str) -> Table:
                       "yes" if r["lesion_found"] else "[yellow]none found[/]",
                       f"[yellow]{r['inconclusive_reason']}[/]" if r["inconclusive_reason"] else "",
                       f"{r['latency_ms']['total']:.1f}")
-    if len(records) > TABLE_ROWS:
-        table.caption = f"first {TABLE_ROWS} of {len(records)} images; all are in --json/--jsonl/--csv"
+    if total > TABLE_ROWS:
+        table.caption = f"first {TABLE_ROWS} of {total} images; all are in --json/--jsonl/--csv"
     return table
 
 
-def _write_json(target: Path, payload: dict) -> None:
-    text = json.dumps(payload, indent=2) + "\n"
+class _Summary:
+    """What the terminal shows of a batch: the count, the first `TABLE_ROWS` results and the median
+    latency. The latencies are kept as 4-byte floats (40 KB per 10,000 images), the records not."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[dict] = []
+        self._latencies = array("f")
+
+    def add(self, record: dict) -> None:
+        self.count += 1
+        if len(self.first) < TABLE_ROWS:
+            self.first.append(record)
+        self._latencies.append(record["latency_ms"]["total"])
+
+    def median_ms(self) -> float:
+        return float(np.median(np.frombuffer(self._latencies, np.float32)))
+
+
+def _json_text(payload: dict, results: Iterable[dict] | None = None) -> Iterator[str]:
+    """`json.dumps(payload, indent=2) + "\\n"` in pieces, with `payload["results"]` taken from
+    `results` when given, one at a time: a document of a million results is never one string."""
+    if results is None:
+        yield json.dumps(payload, indent=2) + "\n"
+        return
+    yield "{"
+    for n, (key, value) in enumerate(payload.items()):
+        yield ("," if n else "") + f"\n  {json.dumps(key)}: "
+        if key != "results":
+            yield json.dumps(value, indent=2).replace("\n", "\n  ")
+            continue
+        opened = False
+        for r in results:
+            yield (",\n    " if opened else "[\n    ") + json.dumps(r, indent=2).replace("\n", "\n    ")
+            opened = True
+        yield "\n  ]" if opened else "[]"
+    yield "\n}\n"
+
+
+def _write_json(target: Path, payload: dict, results: Iterable[dict] | None = None) -> None:
+    """Write `payload` as a JSON document (see `_json_text` for `results`)."""
     if str(target) == "-":
-        sys.stdout.write(text)
+        sys.stdout.writelines(_json_text(payload, results))
         sys.stdout.flush()
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_file():  # /dev/null, a named pipe: written in place
-        target.write_text(text)
+        with open(target, "w", encoding="utf-8") as f:
+            f.writelines(_json_text(payload, results))
         return
     # Written beside the file, then renamed over it: a kill mid-write leaves the old document or the
     # new one, never half of one.
     final = target.resolve()
     partial = final.with_name(f".{final.name}.partial")
-    partial.write_text(text)
+    with open(partial, "w", encoding="utf-8") as f:
+        f.writelines(_json_text(payload, results))
     os.replace(partial, final)
 
 
@@ -110,8 +162,10 @@ def _read_back(target: Path, parse: Callable[[str], object]) -> list:
     return items
 
 
-# The outputs of a batch. Each knows the paths it already holds (`done`: results, `failed`: unreadable
-# images it recorded), read back by --resume; `add` writes one result, `add_error` one unreadable image.
+# The outputs of a batch. Each knows the paths it already held when the batch began (`done`: results,
+# `failed`: unreadable images it recorded), read back by --resume; `add` writes one result, `add_error`
+# one unreadable image. Neither grows those sets: the batch does each path once (predict_files drops
+# repeated paths) and counts what it wrote itself, so an output holds nothing per image it writes.
 #
 # CSV and JSONL rows are flushed one by one (to the OS, not os.fsync'd: a sync per row would cost more
 # than the row). A kill -9 therefore loses at most the image in flight; a power cut can also lose what
@@ -157,12 +211,11 @@ class _CsvOutput:
     def add(self, record: dict) -> None:
         self.writer.writerow(_csv_row(record, self.labels))  # one write of the whole line
         self.file.flush()
-        self.done.add(record["path"])
 
     def add_error(self, path: str, reason: str) -> None:
         pass
 
-    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
+    def close(self, interrupted: bool, paths: list[Path], problems: list[dict]) -> None:
         if self.file is not None:
             self.file.close()
 
@@ -187,6 +240,7 @@ class _JsonlOutput:
         self.on_disk = not self.to_stdout
         self.label = "stdout" if self.to_stdout else str(target)
         self.resume = resume and self.on_disk and target.is_file()
+        # what an earlier run wrote; --json's document takes it over when it was never written
         self.previous: list[dict] = _read_back(target, _parse_jsonl) if self.resume else []
         self.done = {line["path"] for line in self.previous if "error" not in line}
         self.failed = {line["path"] for line in self.previous if "error" in line}
@@ -205,19 +259,19 @@ class _JsonlOutput:
 
     def add(self, record: dict) -> None:
         self._write(record)
-        self.done.add(record["path"])
 
     def add_error(self, path: str, reason: str) -> None:
         self._write({"path": path, "error": reason})
-        self.failed.add(path)
 
-    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
+    def close(self, interrupted: bool, paths: list[Path], problems: list[dict]) -> None:
         if self.file is not None and not self.to_stdout:
             self.file.close()
 
 
 class _JsonDocument:
-    """The whole-run document, kept in memory and written at the end (also when interrupted)."""
+    """The whole-run document, written at the end (also when interrupted). This run's results and
+    unreadable images wait in an unnamed spool file (beside the document; in the temporary folder for
+    stdout or a device), one JSON line each, not in memory; what --resume read back is held as read."""
 
     keeps_errors = True
 
@@ -236,6 +290,7 @@ class _JsonDocument:
         self.skipped = [r for r in previous if "error" in r]
         self.done = {r["path"] for r in self.results}
         self.failed = {r["path"] for r in self.skipped}
+        self.spool = None
 
     def _read(self) -> list[dict]:
         try:
@@ -252,21 +307,38 @@ class _JsonDocument:
         return doc["results"] + doc.get("skipped", [])
 
     def open(self) -> None:
-        pass
+        folder = None  # stdout, /dev/null, a pipe: the temporary folder
+        if self.on_disk and (self.target.is_file() or not self.target.exists()):
+            folder = self.target.resolve().parent
+            folder.mkdir(parents=True, exist_ok=True)
+        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder, prefix=".dermedge-predict-")
 
     def add(self, record: dict) -> None:
-        self.results.append(record)
-        self.done.add(record["path"])
+        self.spool.write(json.dumps(record) + "\n")
 
     def add_error(self, path: str, reason: str) -> None:
-        self.skipped.append({"path": path, "error": reason})
-        self.failed.add(path)
+        self.spool.write(json.dumps({"path": path, "error": reason}) + "\n")
 
-    def close(self, interrupted: bool, order: dict[str, int], problems: list[dict]) -> None:
-        results = sorted(self.results, key=lambda r: order.get(r["path"], len(order)))  # a resumed run too
-        skipped = [p for p in problems if p not in self.skipped] + self.skipped
-        _write_json(self.target, {**self.header, "results": results, "skipped": skipped,
-                                  "interrupted": interrupted})
+    def _spooled(self, errors: bool) -> Iterator[dict]:
+        self.spool.seek(0)
+        for line in self.spool:
+            item = json.loads(line)
+            if ("error" in item) == errors:
+                yield item
+
+    def close(self, interrupted: bool, paths: list[Path], problems: list[dict]) -> None:
+        if self.spool is None:
+            return
+        self.spool.flush()
+        results: Iterable[dict] = self._spooled(False)  # in the order of the inputs
+        if self.results:  # a resumed run: the earlier results merged in, in the inputs' order
+            order = {str(p): i for i, p in enumerate(paths)}
+            key = lambda r: order.get(r["path"], len(order))  # noqa: E731
+            results = heapq.merge(sorted(self.results, key=key), results, key=key)
+        skipped = [p for p in problems if p not in self.skipped] + self.skipped + list(self._spooled(True))
+        _write_json(self.target, {**self.header, "results": None, "skipped": skipped, "interrupted": interrupted},
+                    results)
+        self.spool.close()
 
 
 def _overlay_path(folder: Path, path: Path, used: set[str]) -> Path:
@@ -299,15 +371,23 @@ def _outputs(pipeline: Pipeline, json_out: Path | None, jsonl_out: Path | None, 
         outputs.append(jsonl)
     if json_out:
         outputs.append(_JsonDocument(json_out, _header(pipeline), resume, jsonl))
+    if jsonl:
+        jsonl.previous = []  # read back for the document above, not held for the run
     return outputs
 
 
 def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, csv_out: Path | None,
                   overlay: Path | None, jsonl_out: Path | None = None, resume: bool = False) -> int:
     """Predict every image of `inputs` into the outputs asked for. Returns the exit status: 0, or
-    130 when Ctrl-C stopped the batch (what finished is saved, and one line says where)."""
+    130 when Ctrl-C stopped the batch (what finished is saved, and one line says where).
+
+    A path found twice (a file and its folder) is done once. Memory does not grow with the images done
+    (see the module docstring): results go to the outputs, and the batch keeps counts, the first
+    `TABLE_ROWS` results for the terminal and the first 20 skipped files for the report.
+    """
     paths, problems = find_images(inputs)
-    skipped = Skipped()
+    paths = list(dict.fromkeys(paths))
+    skipped = Skipped(keep=20)
     for path, reason in problems:
         skipped.add(path, reason)
     outputs = _outputs(pipeline, json_out, jsonl_out, csv_out, resume)
@@ -337,15 +417,23 @@ def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, 
         used: set[str] = set()
         overlay_of = {p: _overlay_path(overlay, p, used) for p in paths}  # the same names on a resume
 
+    # This run's unreadable images that an output on disk recorded (each pending path comes once, and
+    # none was recorded as unreadable before: see `lacks`)
+    recorded_unreadable = 0
+
     def record_error(path: str, reason: str) -> None:
+        nonlocal recorded_unreadable
+        recorded = False
         for o in outputs:
             if o.keeps_errors and path not in o.done and path not in o.failed:
                 o.add_error(path, reason)
+                recorded = recorded or o.on_disk
+        recorded_unreadable += recorded
 
     for o in outputs:
         o.open()
     skipped.on_add = record_error
-    records, finished = [], False
+    summary, finished = _Summary(), False
     try:
         for path, image, result in run_pipeline(pipeline, pending, skipped, stderr, "predicting"):
             record = _record(str(path), result)
@@ -354,42 +442,43 @@ def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, 
             for o in outputs:
                 if record["path"] not in o.done and record["path"] not in o.failed:
                     o.add(record)
-            records.append(record)
+            summary.add(record)  # the record is let go here, unless it is one of the table's first rows
         finished = True
     except KeyboardInterrupt:
         pass
     finally:
-        order = {str(p): i for i, p in enumerate(paths)}
         for o in outputs:
-            o.close(not finished, order, [{"path": p, "error": r} for p, r in problems])
+            o.close(not finished, paths, [{"path": p, "error": r} for p, r in problems])
 
     if not finished:  # Ctrl-C: one line, no traceback, no table
         if on_disk:
-            saved = sum(all(str(p) in o.done for o in on_disk) for p in paths)
-            unreadable = sum(any(str(p) in o.failed for o in on_disk) for p in paths)
+            # in every file: what all of them held before, and each result of this run (written to
+            # each file that lacked it)
+            saved = sum(all(str(p) in o.done for o in on_disk) for p in paths) + summary.count
+            unreadable = sum(any(str(p) in o.failed for o in on_disk) for p in paths) + recorded_unreadable
             stderr.print(f"interrupted: {saved} of {len(paths)} images written to "
                          f"{escape(', '.join(o.label for o in outputs))}"
                          + (f" ({unreadable} unreadable)" if unreadable else "")
                          + "; rerun with --resume to continue", highlight=False, soft_wrap=True)
         elif outputs:
-            stderr.print(f"interrupted: {len(records)} of {len(paths)} images written to stdout",
+            stderr.print(f"interrupted: {summary.count} of {len(paths)} images written to stdout",
                          highlight=False, soft_wrap=True)
         else:
-            stderr.print(f"interrupted: {len(records)} of {len(paths)} images analysed, none saved "
+            stderr.print(f"interrupted: {summary.count} of {len(paths)} images analysed, none saved "
                          "(--csv or --jsonl keep results as they are made)", highlight=False, soft_wrap=True)
         return INTERRUPTED
-    if records and not any(o.to_stdout for o in outputs):
-        stdout_console().print(_table(records, f"{len(records)} image(s), {pipeline.variant}"))
+    if summary.count and not any(o.to_stdout for o in outputs):
+        stdout_console().print(_table(summary.first, f"{summary.count} image(s), {pipeline.variant}",
+                                      summary.count))
     skipped.report(stderr)
-    if not records and not before:
+    if not summary.count and not before:
         raise DermedgeError(f"no image could be analysed ({len(skipped)} skipped)")
-    summary = f"{len(records)} analysed, {len(skipped)} skipped"
+    line = f"{summary.count} analysed, {len(skipped)} skipped"
     if before:
-        summary += f", {before} already done"
-    if records:
-        totals = np.array([r["latency_ms"]["total"] for r in records])
-        summary += f"; median {np.median(totals):.1f} ms/image"
-    stderr.print(f"{summary}. Research output, not a diagnosis.", highlight=False)
+        line += f", {before} already done"
+    if summary.count:
+        line += f"; median {summary.median_ms():.1f} ms/image"
+    stderr.print(f"{line}. Research output, not a diagnosis.", highlight=False)
     return 0
 
 

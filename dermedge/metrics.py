@@ -30,9 +30,14 @@ def segmentation_metrics(pairs) -> dict:
         dices.append(dice(pred, truth))
         ious.append(iou(pred, truth))
     ious_arr = np.asarray(ious)
+    worst = np.sort(dices)[: max(len(dices) // 10, 1)] if dices else []
     return {
         "n": len(dices),
         "dice": float(np.mean(dices)) if dices else float("nan"),
+        # The worst-decile mean: a crop is only as good as the mask of the image at hand, so the
+        # bad tail matters more than the mean.
+        "dice_worst_decile": float(np.mean(worst)) if dices else float("nan"),
+        "dice_p10": float(np.percentile(dices, 10)) if dices else float("nan"),
         "iou": float(ious_arr.mean()) if ious else float("nan"),
         "thresholded_jaccard": float(np.where(ious_arr < ISIC_JACCARD_FLOOR, 0.0, ious_arr).mean())
         if ious

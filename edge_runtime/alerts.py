@@ -254,7 +254,11 @@ class LesionAggregator:
             raise ValueError("resolve the alert threshold first (e.g. the bundle's malignant threshold)")
         self.policy, self.labels = policy, tuple(labels)
         self.tracker = LesionTracker(tracking)
-        self.tracks: list[LesionTrack] = []
+        # Only the last LISTED_LESIONS lesions are kept (the summary lists them), and counts for the
+        # rest: a session of hours sees thousands of lesions, and memory must not grow with them.
+        self.tracks: deque[LesionTrack] = deque(maxlen=LISTED_LESIONS)
+        self.lesions_seen = 0
+        self.complete_lesions = 0  # lesions seen in at least N good frames (a vote could be taken)
         self.current: LesionTrack | None = None
         self.alerts = 0
 
@@ -280,7 +284,8 @@ class LesionAggregator:
         new_lesion = reason is not None or track is None
         if new_lesion:
             ended = track
-            track = LesionTrack(lesion=len(self.tracks) + 1, first_frame=frame, box=tuple(box),
+            self.lesions_seen += 1
+            track = LesionTrack(lesion=self.lesions_seen, first_frame=frame, box=tuple(box),
                                 probabilities=probabilities, malignant_probability=malignant_probability,
                                 started_by=reason or "gap", change=change, window=deque(maxlen=policy.n))
             self.tracks.append(track)
@@ -292,13 +297,14 @@ class LesionAggregator:
             track.box = tuple(box)
         track.window.append(malignant_probability)
         track.frames += 1
+        self.complete_lesions += track.frames == policy.n
         track.last_frame = frame
         above = sum(p >= policy.threshold for p in track.window)
         label = self.labels[int(np.argmax(track.probabilities))]
         alert = None
         if above >= policy.k and track.referred_at is None:
             track.referred_at = frame
-            self.alerts += 1
+            self.alerts += 1  # at most one per lesion: it is referred once
             alert = {"type": "alert", "decision": "refer", "frame": frame, "lesion": track.lesion,
                      "lesion_first_frame": track.first_frame, "label": label,
                      "malignant_probability": round(track.malignant_probability, 4),
@@ -313,12 +319,12 @@ class LesionAggregator:
     def decision(self) -> dict:
         """The run's answer: "refer" if any lesion was referred, "no_referral" if at least one
         lesion was seen in N good frames without reaching K, else "insufficient_frames"."""
-        if any(t.referred_at is not None for t in self.tracks):
+        if self.alerts:
             result = "refer"
-        elif any(t.frames >= self.policy.n for t in self.tracks):
+        elif self.complete_lesions:
             result = "no_referral"
         else:
             result = "insufficient_frames"
         return {"result": result, "alerts": self.alerts, "threshold": self.policy.threshold,
-                "k": self.policy.k, "n": self.policy.n, "lesions_seen": len(self.tracks),
-                "lesions": [self.lesion_record(t) for t in self.tracks[-LISTED_LESIONS:]]}
+                "k": self.policy.k, "n": self.policy.n, "lesions_seen": self.lesions_seen,
+                "lesions": [self.lesion_record(t) for t in self.tracks]}

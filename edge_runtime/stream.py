@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,11 +103,23 @@ def ctrl_c_sets(stop: threading.Event):
         signal.signal(signal.SIGINT, previous)
 
 
-def _percentiles(values) -> dict | None:
-    if not values:
-        return None
-    p50, p90 = np.percentile(np.fromiter(values, float), [50, 90])
-    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3)}
+class LatencyWindow:
+    """The last `size` latencies in a preallocated float32 ring: percentiles over a session of hours
+    in memory fixed at the start (a deque of Python floats grew ~64 bytes a frame until it was full)."""
+
+    def __init__(self, size: int = LATENCY_WINDOW):
+        self.values = np.empty(size, np.float32)
+        self.count = 0
+
+    def append(self, ms: float) -> None:
+        self.values[self.count % len(self.values)] = ms
+        self.count += 1
+
+    def percentiles(self) -> dict | None:
+        if not self.count:
+            return None
+        p50, p90 = np.percentile(self.values[: min(self.count, len(self.values))], [50, 90])
+        return {"p50": round(float(p50), 3), "p90": round(float(p90), 3)}
 
 
 @dataclass
@@ -117,8 +129,8 @@ class _Tally:
     analysed: int = 0
     rejected: Counter = field(default_factory=Counter)
     rejected_since_event: Counter = field(default_factory=Counter)
-    latency_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # capture -> event
-    inference_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))  # taken -> event
+    latency_ms: LatencyWindow = field(default_factory=LatencyWindow)  # capture -> event
+    inference_ms: LatencyWindow = field(default_factory=LatencyWindow)  # taken -> event
     best: tuple | None = None  # (sharpness, frame index, Analysis, lesion id)
     # The same per lesion id, for the lesions not ended yet (the current one, and for a moment the
     # one it replaced): a long session holds one lesion's frame, not one per lesion.
@@ -204,8 +216,8 @@ def run_stream(pipeline: Pipeline, source: FrameSource, config: StreamConfig = S
         "source_retries": capture.retries,
         "duration_s": round(duration, 3),
         "fps": {"analysed": round(tally.analysed / duration, 2), "frames": round(slot.delivered / duration, 2)},
-        "latency_ms": _percentiles(tally.latency_ms),
-        "inference_ms": _percentiles(tally.inference_ms),
+        "latency_ms": tally.latency_ms.percentiles(),
+        "inference_ms": tally.inference_ms.percentiles(),
         "alerts": aggregator.alerts,
         "decision": aggregator.decision(),
         "best_frame": _save_best(tally.best, config.best_frame),

@@ -24,7 +24,7 @@ from dermedge.export import coreml, optimize, tflite
 from dermedge.export.formats import Variant, pick_default_variant, select_variants
 from dermedge.export.keras_io import flatten_classifier
 from dermedge.export.tflite_metadata import tflite_file_record
-from dermedge.train.backbones import get_backbone, identify_backbone
+from dermedge.train.backbones import identify_backbone
 from dermedge.train.models import load_trained_model
 from dermedge.export.validate import classifier_figures, segmenter_figures
 from dermedge.train.tf_env import tensorflow
@@ -237,6 +237,15 @@ def _tflite_metadata(role: str, labels, size: int) -> dict:
     return entry
 
 
+def _normalization_text(model) -> str:
+    """What the model's own first layer (Rescaling "normalize") does to the 0..255 input."""
+    layer = model.get_layer("normalize").get_config()
+    scale, offset = float(layer["scale"]), float(layer.get("offset", 0.0))
+    if not offset:
+        return f"x / {1 / scale:g}, inside the model"
+    return f"(x - {-offset / scale:g}) / {1 / scale:g}, inside the model"
+
+
 def export_bundle(config: ExportConfig) -> ExportResult:
     tf = tensorflow()
     tf.keras.utils.set_random_seed(config.seed)
@@ -250,7 +259,6 @@ def export_bundle(config: ExportConfig) -> ExportResult:
     if len(labels) != num_classes:
         raise DermedgeError(f"the classifier has {num_classes} outputs but its run lists {len(labels)} labels")
     backbone = identify_backbone(models["classifier"])
-    scale, offset = get_backbone(backbone["backbone"]).normalization
     margin = float(cls_config.get("crop_margin", DEFAULT_CROP_MARGIN))
     sizes = {role: int(m.input_shape[1]) for role, m in models.items()}
 
@@ -302,9 +310,10 @@ def export_bundle(config: ExportConfig) -> ExportResult:
         "label_names": {k: HAM10000_NAMES.get(k, k) for k in labels},
         "malignant_labels": sorted(MALIGNANT_CLASSES & set(labels)),
         "segmenter": {"input_size": [sizes["segmenter"]] * 2, "input": "RGB uint8 0..255, resized",
-                      "normalization": "x / 255, inside the model", "output": "lesion probability"},
+                      "normalization": _normalization_text(models["segmenter"]), "output": "lesion probability",
+                      "encoder": seg_config.get("encoder", "none")},
         "classifier": {"input_size": [sizes["classifier"]] * 2, "input": "RGB uint8 0..255 lesion crop",
-                       "normalization": f"(x - {-offset / scale:g}) / {1 / scale:g}, inside the model",
+                       "normalization": _normalization_text(models["classifier"]),
                        "backbone": backbone, "output": "softmax over labels"},
         "crop_margin": margin,
         "thresholds": {"mask": 0.5, "malignant": 0.5},

@@ -476,3 +476,16 @@ def test_alert_policy_validates():
         AlertPolicy(k=6, n=5)
     with pytest.raises(ValueError):
         LesionAggregator(AlertPolicy(), ("a", "b"))  # threshold not resolved
+
+
+def test_latency_window_keeps_the_last_values_in_fixed_memory():
+    from edge_runtime.stream import LatencyWindow
+
+    window = LatencyWindow(size=4)
+    assert window.percentiles() is None
+    for ms in (100.0, 1.0, 2.0):
+        window.append(ms)
+    assert window.percentiles()["p50"] == 2.0
+    for ms in (3.0, 4.0, 5.0, 6.0):  # the 100 ms and the 1 ms fall out of the window
+        window.append(ms)
+    assert window.percentiles() == {"p50": 4.5, "p90": 5.7} and window.values.nbytes == 16

@@ -282,3 +282,22 @@ def test_tracking_thresholds_validate():
         TrackingThresholds(max_gap=0)
     with pytest.raises(ValueError):
         TrackingThresholds(min_iou=1.5)
+
+
+def test_a_long_session_keeps_the_last_lesions_and_counts_the_rest():
+    """Memory must not grow with the lesions of a session of hours: the aggregator keeps the last
+    LISTED_LESIONS tracks for the summary, and counts all of them for the decision."""
+    from edge_runtime.alerts import LISTED_LESIONS
+
+    aggregator = LesionAggregator(AlertPolicy(threshold=0.5, k=2, n=3), ("benign", "malignant"),
+                                  TrackingThresholds(max_gap=2))
+    total = LISTED_LESIONS * 3
+    for lesion in range(total):
+        aggregator.unusable(), aggregator.unusable()  # a gap: the next good frame is a new lesion
+        for frame in range(3):
+            p = 0.9 if lesion == 0 else 0.1  # only the first lesion (long gone from the list) is referred
+            aggregator.update(lesion * 10 + frame, [1 - p, p], p, (0.3, 0.3, 0.6, 0.6))
+    decision = aggregator.decision()
+    assert decision["lesions_seen"] == total and len(aggregator.tracks) == LISTED_LESIONS
+    assert [r["lesion"] for r in decision["lesions"]] == list(range(total - LISTED_LESIONS + 1, total + 1))
+    assert decision["result"] == "refer" and decision["alerts"] == 1

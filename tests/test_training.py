@@ -235,3 +235,38 @@ def test_training_curves_show_the_selection_score_and_the_kept_epochs(tmp_path, 
     assert titles == ["loss", "val_balanced_accuracy"]
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in drawn["axes"]]
     assert legends[0] == ["train", "val", "averaged (2-3)"] and legends[1] == ["val", "averaged (2-3)"]
+
+
+def test_distillation_targets_keep_the_label_on_top_and_soften_the_teacher():
+    import numpy as np
+
+    from dermedge.train.classify import distillation_targets
+
+    teacher = np.array([[0.0, 0.9, 0.1], [0.2, 0.2, 0.6]])
+    targets = distillation_targets(np.array([0, 2]), teacher, weight=0.5, temperature=2.0)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
+    assert list(targets.argmax(axis=1)) == [0, 2]  # the label's class keeps the largest share
+    sharp = distillation_targets(np.array([0, 2]), teacher, weight=0.5, temperature=1.0)
+    assert targets[0, 2] > sharp[0, 2]  # a higher temperature moves mass to the teacher's small classes
+    np.testing.assert_allclose(distillation_targets(np.array([1]), teacher[:1], 0.0, 2.0), [[0, 1, 0]])
+
+
+def test_train_classify_distils_from_a_teacher_run_of_the_same_split(ham_dir, tiny_runs, tmp_path):
+    teacher = tiny_runs / "classify"
+    assert (teacher / "train_predictions.npz").is_file()
+    out = tmp_path / "student"
+    args = ["train", "classify", *_data_args(ham_dir), "--input-size", "32", "--head-epochs", "0",
+            "--epochs", "1", "--batch-size", "8", "--imbalance", "class-weights", "--teacher", str(teacher)]
+    result = runner.invoke(app, [*args, "--out", str(out), "--distill-weight", "0.4"])
+    assert result.exit_code == 0, result.output
+    distillation = json.loads((out / "summary.json").read_text())["distillation"]
+    assert distillation["weight"] == 0.4 and 0.0 <= distillation["teacher_train_accuracy"] <= 1.0
+    assert (out / "train_predictions.npz").is_file()  # the student can teach in turn
+    ensemble = runner.invoke(app, [*args, "--teacher", str(out), "--out", str(tmp_path / "ensemble")])
+    assert ensemble.exit_code == 0, ensemble.output
+    assert json.loads((tmp_path / "ensemble" / "summary.json").read_text())["distillation"]["teachers"] == \
+        [str(teacher), str(out)]
+    other_split = runner.invoke(app, [*args, "--out", str(tmp_path / "other"), "--split-seed", "3"])
+    assert other_split.exit_code == 2 and "same split" in other_split.output
+    too_heavy = runner.invoke(app, [*args, "--out", str(tmp_path / "heavy"), "--distill-weight", "0.8"])
+    assert too_heavy.exit_code == 2 and "--distill-weight" in too_heavy.output

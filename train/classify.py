@@ -39,6 +39,39 @@ def balanced_indices(targets: np.ndarray, length: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(len(targets), size=length, p=p / p.sum())
 
 
+def distillation_targets(targets: np.ndarray, teacher_probs: np.ndarray, weight: float,
+                         temperature: float) -> np.ndarray:
+    """Training targets mixing each label with the teacher's probabilities softened by `temperature`
+    (p^(1/T), renormalised): (1 - weight) * one-hot + weight * teacher.
+
+    Why: the teacher's spread over the other classes (a nevus that looks a little like a melanoma)
+    is information a one-hot label does not carry. With weight <= 0.5 the label's class keeps the
+    largest share, so class weights (looked up by Keras from the target's argmax) stay the label's."""
+    softened = np.power(np.clip(teacher_probs.astype(np.float64), 1e-12, 1.0), 1.0 / temperature)
+    softened /= softened.sum(axis=1, keepdims=True)
+    onehot = np.eye(teacher_probs.shape[1])[targets]
+    return ((1.0 - weight) * onehot + weight * softened).astype(np.float32)
+
+
+def read_teacher(folder: Path, train: ArrayData, classes: tuple[str, ...]) -> np.ndarray:
+    """The teacher run's probabilities for exactly this run's training images, in their order.
+
+    The teacher must have trained on the same split: otherwise its soft targets would carry what it
+    learnt from this run's validation or test images."""
+    path = folder / "train_predictions.npz"
+    if not path.is_file():
+        raise DermedgeError(f"--teacher {folder}: no train_predictions.npz (a `train classify` run folder "
+                            "written by this version)")
+    with np.load(path, allow_pickle=False) as saved:
+        ids, probs = [str(i) for i in saved["image_ids"]], saved["probabilities"]
+    ours = [s.image_id for s in train.kept]
+    if set(ids) != set(ours) or probs.shape[1] != len(classes):
+        raise DermedgeError(f"--teacher {folder}: its training images or classes differ from this run's "
+                            "(train the teacher on the same split: same --seed / --split-seed and data)")
+    row = {image_id: i for i, image_id in enumerate(ids)}
+    return probs[[row[i] for i in ours]]
+
+
 def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int):
     if strategy == "focal":
         return tf.keras.losses.CategoricalFocalCrossentropy(gamma=2.0), None
@@ -146,14 +179,14 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
 
 def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
                epochs: int, optimizer, callbacks, validation, seed: int, verbose: int,
-               input_size: int, jitter: float):
+               input_size: int, jitter: float, soft_targets: np.ndarray | None = None):
     loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps = math.ceil(len(train.targets) / batch_size)
     indices = (balanced_indices(train.targets, steps * batch_size * epochs, seed)
                if strategy == "balanced-sampling" else None)
     ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices,
-                                out_size=input_size, jitter=jitter)
+                                out_size=input_size, jitter=jitter, soft_targets=soft_targets)
     if indices is None:
         ds = ds.repeat()
     return model.fit(ds, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
@@ -173,6 +206,12 @@ def train_classifier(config: ClassifyConfig) -> dict:
     get_backbone(config.backbone)  # an unknown name fails before a run folder is made
     if not 0.0 <= config.crop_jitter < 1.0:
         raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
+    if not 0.0 <= config.distill_weight <= 0.5 or config.distill_temperature <= 0:
+        raise DermedgeError("--distill-weight must be in [0, 0.5] (the label keeps the largest share) "
+                            "and --distill-temperature > 0")
+    if config.teachers and config.imbalance in ("auto", "focal"):
+        raise DermedgeError("--teacher: name --imbalance class-weights, balanced-sampling or none "
+                            "(the comparison and the focal loss take one-hot labels)")
     if not 0 <= config.average_last <= config.epochs:
         raise DermedgeError(f"--average-last must be between 0 and --epochs ({config.epochs}), "
                             f"got {config.average_last}")
@@ -216,8 +255,17 @@ def train_classifier(config: ClassifyConfig) -> dict:
         return train if not config.crop_jitter else load_crop_arrays(
             splits["train"], classes, config.input_size, config.crop_margin)
 
-    imbalance = config.imbalance
+    soft_targets = None
     report: dict = {"classes": list(classes)}
+    if config.teachers:
+        # An ensemble's mean probabilities: a better teacher than any one member when they disagree.
+        teacher_probs = np.mean([read_teacher(Path(t), train, classes) for t in config.teachers], axis=0)
+        soft_targets = distillation_targets(train.targets, teacher_probs, config.distill_weight,
+                                            config.distill_temperature)
+        report["distillation"] = {"teachers": list(config.teachers), "weight": config.distill_weight,
+                                  "temperature": config.distill_temperature,
+                                  "teacher_train_accuracy": float(np.mean(teacher_probs.argmax(1) == train.targets))}
+    imbalance = config.imbalance
     if imbalance == "auto":
         comparison = compare_imbalance_strategies(tf, model, deployed_framing(), val, classes, config.seed)
         write_json(out / "imbalance_comparison.json", comparison)
@@ -234,7 +282,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
             head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
                                       validation, config.seed, config.verbose,
-                                      config.input_size, config.crop_jitter).history
+                                      config.input_size, config.crop_jitter, soft_targets).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -252,7 +300,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
         tune_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                                   tf.keras.optimizers.Adam(schedule), [scores, keep, resume],
                                   validation, config.seed + 1, config.verbose,
-                                  config.input_size, config.crop_jitter)
+                                  config.input_size, config.crop_jitter, soft_targets)
         shutil.rmtree(out / "backup", ignore_errors=True)  # the phase is complete: nothing to resume
         if config.average_last:
             model.set_weights(keep.averaged_weights())
@@ -275,6 +323,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
     for name in ("val", "test"):
         if name in arrays:
             report[name] = evaluate_classifier(model, arrays[name], classes, out, name)
+    # The training crops' predictions too: a distillation student reads them as its soft targets
+    # (`--teacher`), and train vs val shows how far the run fits its own data.
+    report["train"] = evaluate_classifier(model, deployed_framing(), classes, out, "train")
     write_json(out / "summary.json", report)
     return report
 

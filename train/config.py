@@ -19,6 +19,10 @@ class SegmentConfig:
     depth: int = 4
     max_filters: int = 64
     decoder: str = "unet"
+    encoder: str = "none"  # "none" (scratch U-Net) or a backbone of train.backbones (pretrained encoder)
+    encoder_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
+    warmup_epochs: int = 0  # a pretrained encoder stays frozen for these first epochs
+    augment: str = "basic"  # "basic" (flips, zoom, light colour) or "device" (other dermatoscopes too)
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -62,4 +66,7 @@ class ClassifyConfig:
     init_from: str | None = None
     bn_momentum: float | None = None
     average_last: int = 0  # >0: no early stopping; ship the mean weights of the last N fine-tune epochs
+    teachers: tuple[str, ...] = ()  # teacher runs' folders (their train_predictions.npz, averaged): distil
+    distill_weight: float = 0.5  # share of the teacher's softened probabilities in each target
+    distill_temperature: float = 2.0
     verbose: int = 2

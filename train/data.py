@@ -6,6 +6,7 @@ keeps the two CPU cores busy with the model instead of JPEG decoding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -113,12 +114,63 @@ def _color_jitter(tf, image, hue: float = 0.03):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def segmentation_dataset(data: ArrayData, batch_size: int, augment: bool, seed: int = 0):
-    """(image 0..255 float, mask 0/1 float) batches; geometry is applied to both together."""
+SEGMENTATION_AUGMENTATIONS = ("basic", "device")
+
+
+def _random_zoom_out(tf, both, min_scale: float = 0.6):
+    """Shrink image and mask together to 0.6..1 of the side and reflect-pad back: the lesion as a
+    dermatoscope of lower magnification frames it."""
+    size = tf.shape(both)[0]
+    side = tf.cast(tf.cast(size, tf.float32) * tf.random.uniform([], min_scale, 1.0), tf.int32)
+    small = tf.image.resize(both, tf.stack([side, side]), method="bilinear")
+    before = (size - side) // 2
+    after = size - side - before
+    return tf.pad(small, tf.stack([[before, after], [before, after], [0, 0]]), mode="REFLECT")
+
+
+def _gaussian_blur(tf, image, sigma):
+    """A 5x5 Gaussian blur of one HxWx3 image (defocus)."""
+    taps = tf.range(-2.0, 3.0)
+    kernel = tf.exp(-0.5 * tf.square(taps / sigma))
+    kernel = kernel / tf.reduce_sum(kernel)
+    kernel = (kernel[:, None] * kernel[None, :])[:, :, None, None] * tf.ones([1, 1, 3, 1])
+    return tf.nn.depthwise_conv2d(image[None], kernel, [1, 1, 1, 1], "SAME")[0]
+
+
+def _device_jitter(tf, image, mask):
+    """What another dermatoscope changes, on a 0..255 float image and its 0/1 mask: a colour cast
+    (per-channel gains), uneven light (a gradient), vignetting, half the time a dark circular frame
+    (the lesion under it is not visible, so the mask is cut too), and a third of the time defocus."""
+    size = tf.shape(image)[0]
+    grid = tf.linspace(-1.0, 1.0, size)
+    yy, xx = tf.meshgrid(grid, grid, indexing="ij")
+    image = image * tf.random.uniform([3], 0.8, 1.2)
+    angle = tf.random.uniform([], 0.0, 2.0 * math.pi)
+    light = 1.0 + tf.random.uniform([], 0.0, 0.2) * (tf.cos(angle) * xx + tf.sin(angle) * yy)
+    radius = tf.sqrt(tf.square(xx) + tf.square(yy))
+    light = light * (1.0 - tf.random.uniform([], 0.0, 0.3) * tf.square(radius) / 2.0)
+    image = image * light[..., None]
+    if tf.random.uniform([]) < 0.5:
+        frame = tf.random.uniform([], 0.85, 1.35)  # the visible circle's radius, in half sides
+        visible = tf.clip_by_value((frame - radius) / 0.05, 0.0, 1.0)[..., None]
+        image = image * visible + 8.0 * (1.0 - visible)
+        mask = mask * tf.cast(visible > 0.5, tf.float32)
+    if tf.random.uniform([]) < 0.33:
+        image = _gaussian_blur(tf, image, tf.random.uniform([], 0.5, 1.5))
+    return tf.clip_by_value(image, 0.0, 255.0), mask
+
+
+def segmentation_dataset(data: ArrayData, batch_size: int, augment: bool, seed: int = 0,
+                         augmentation: str = "basic"):
+    """(image 0..255 float, mask 0/1 float) batches; geometry is applied to both together.
+    `augmentation` "device" adds `_random_zoom_out` and `_device_jitter` to the basic set."""
     tf = tensorflow()
+    if augmentation not in SEGMENTATION_AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {SEGMENTATION_AUGMENTATIONS}, got {augmentation!r}")
     images = tf.constant(data.images)
     masks = tf.constant(data.targets)
     n = len(data.images)
+    device = augmentation == "device"
 
     def load(i):
         x = tf.cast(tf.gather(images, i), tf.float32)
@@ -127,8 +179,12 @@ def segmentation_dataset(data: ArrayData, batch_size: int, augment: bool, seed: 
             both = tf.concat([x, y * 255.0], axis=-1)
             both = _flip_rotate(tf, both)
             both = _random_zoom(tf, both, 0.85)
+            if device and tf.random.uniform([]) < 0.3:
+                both = _random_zoom_out(tf, both)
             x, y = both[..., :3], tf.cast(both[..., 3:] > 127.5, tf.float32)
             x = _color_jitter(tf, x, hue=0.0)
+            if device:
+                x, y = _device_jitter(tf, x, y)
         return x, y
 
     ds = tf.data.Dataset.range(n)
@@ -145,15 +201,18 @@ def classification_dataset(
     sample_indices: np.ndarray | None = None,
     out_size: int | None = None,
     jitter: float = 0.0,
+    soft_targets: np.ndarray | None = None,
 ):
-    """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling).
+    """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling);
+    `soft_targets` (n x classes, rows summing to 1) replace the one-hot labels (distillation).
 
     With `jitter` > 0 the arrays are context crops from `jitter_context`: augmentation cuts a random
     square of 1-jitter..1+jitter times the deployed framing, shifted, and resizes it to `out_size`.
     Without, it zooms into the crop (0.8..1 of its side)."""
     tf = tensorflow()
     images = tf.constant(data.images)
-    labels = tf.one_hot(tf.constant(data.targets, tf.int32), num_classes)
+    labels = (tf.constant(soft_targets, tf.float32) if soft_targets is not None
+              else tf.one_hot(tf.constant(data.targets, tf.int32), num_classes))
     n = len(data.images)
     min_fraction = (1.0 - jitter) / (1.0 + jitter) if jitter else 0.8
 

@@ -38,7 +38,7 @@ def evaluate_at_image_size(model, data: ArrayData, threshold: float = 0.5) -> di
 def train_segmenter(config: SegmentConfig) -> dict:
     tf = tensorflow(config.logical_cpus)
     from dermedge.train.losses import bce_dice_loss, dice_metric, iou_metric
-    from dermedge.train.models import build_segmenter
+    from dermedge.train.models import build_segmenter, encoder_layers
 
     tf.keras.utils.set_random_seed(config.seed)
     out = start_run(Path(config.out), config)
@@ -56,9 +56,28 @@ def train_segmenter(config: SegmentConfig) -> dict:
     print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
     with strategy.scope():
         model = build_segmenter(config.input_size, config.base_filters, config.depth,
-                                config.max_filters, config.decoder)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-                      loss=bce_dice_loss, metrics=[dice_metric, iou_metric])
+                                config.max_filters, config.decoder, config.encoder, config.encoder_weights)
+    train_data = segmentation_dataset(arrays["train"], config.batch_size, augment=True, seed=config.seed,
+                                      augmentation=config.augment)
+    validation = segmentation_dataset(arrays["val"], config.batch_size, augment=False)
+
+    def fit(epochs: int, callbacks: list):
+        with strategy.scope():
+            model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+                          loss=bce_dice_loss, metrics=[dice_metric, iou_metric])
+        return model.fit(train_data, validation_data=validation, epochs=epochs, callbacks=callbacks,
+                         verbose=config.verbose).history
+
+    # A pretrained encoder first stays frozen while the randomly initialised decoder learns, so that
+    # the decoder's first, large gradients do not wash out the ImageNet features.
+    frozen = encoder_layers(model) if config.warmup_epochs else []
+    warmup: dict = {}
+    if frozen:
+        for layer in frozen:
+            layer.trainable = False
+        warmup = fit(config.warmup_epochs, [])
+        for layer in frozen:
+            layer.trainable = True
     stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
                                             restore_best_weights=True)
     callbacks = [
@@ -66,20 +85,19 @@ def train_segmenter(config: SegmentConfig) -> dict:
                                              patience=max(config.patience // 3, 1), min_lr=1e-5),
         stop,
     ]
-    history = model.fit(
-        segmentation_dataset(arrays["train"], config.batch_size, augment=True, seed=config.seed),
-        validation_data=segmentation_dataset(arrays["val"], config.batch_size, augment=False),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    tuned = fit(config.epochs, callbacks)
+    history = {key: warmup.get(key, []) + tuned.get(key, []) for key in tuned}
+    model.compile(loss=bce_dice_loss)  # a plain, portable compile state for saving
     model.save(out / "segmenter.keras")
     kept = restored_epoch(stop)
-    save_history(out, history.history, f"{model.name}: {model.count_params():,} parameters", kept)
+    kept = tuple(len(warmup.get("loss", [])) + e for e in kept) if kept else None
+    phases = f" ({config.warmup_epochs} epochs encoder frozen, then fine-tune)" if frozen else ""
+    save_history(out, history, f"{model.name}: {model.count_params():,} parameters{phases}", kept)
 
     from dermedge.reports import plot_dice_histogram
 
-    report = {"parameters": int(model.count_params()), "epochs_run": len(history.history["loss"]),
+    report = {"parameters": int(model.count_params()), "encoder": config.encoder,
+              "epochs_run": len(history["loss"]),
               "kept_epochs": list(kept) if kept else None}
     for name in ("val", "test"):
         if name in arrays:
@@ -88,6 +106,7 @@ def train_segmenter(config: SegmentConfig) -> dict:
             write_json(out / f"{name}_metrics.json", metrics)
             plot_dice_histogram(metrics["dice_per_image"], out / f"{name}_dice_histogram.png",
                                 f"{name}: per-image Dice (n={metrics['n']})")
-            report[name] = {k: metrics[k] for k in ("n", "dice", "iou", "thresholded_jaccard")}
+            report[name] = {k: metrics[k] for k in ("n", "dice", "iou", "thresholded_jaccard",
+                                                    "dice_worst_decile", "dice_p10")}
     write_json(out / "summary.json", report)
     return report
