@@ -97,6 +97,15 @@ def build_segmenter(
     return keras.Model(inputs, outputs, name=f"{name}_d{depth}_f{base_filters}_{input_size}")
 
 
+def _weights_source(weights: str | Path | None, role: str) -> str | None:
+    """A backbone's initial weights as the builders take them: None (or "none") for random, "imagenet"
+    for its own source, else a local file, which must exist."""
+    weights = str(weights) if weights and str(weights) != "none" else None
+    if weights and weights != "imagenet" and not Path(weights).is_file():
+        raise DermedgeError(f"{role} weights not found: {weights}")
+    return weights
+
+
 def pretrained_pyramid(keras, inputs, encoder: str, weights: str | Path | None) -> list:
     """The backbone `encoder` applied inline to `inputs` (its own normalisation first, as a layer
     named "normalize"), and its feature maps at `ENCODER_STRIDES`.
@@ -109,9 +118,7 @@ def pretrained_pyramid(keras, inputs, encoder: str, weights: str | Path | None) 
     from dermedge.train.backbones import get_backbone
 
     spec = get_backbone(encoder)
-    weights = str(weights) if weights and str(weights) != "none" else None
-    if weights and weights != "imagenet" and not Path(weights).is_file():
-        raise DermedgeError(f"encoder weights not found: {weights}")
+    weights = _weights_source(weights, "encoder")
     size = int(inputs.shape[1])
     if size % ENCODER_STRIDES[-1]:
         raise DermedgeError(f"input size {size} must be divisible by {ENCODER_STRIDES[-1]} for a pretrained encoder")
@@ -171,9 +178,7 @@ def build_classifier(
     tf = tensorflow()
     keras = tf.keras
     spec = get_backbone(backbone)
-    weights = str(backbone_weights) if backbone_weights and str(backbone_weights) != "none" else None
-    if weights and weights != "imagenet" and not Path(weights).is_file():
-        raise DermedgeError(f"backbone weights not found: {weights}")
+    weights = _weights_source(backbone_weights, "backbone")
     pretrained = bool(weights) if pretrained is None else pretrained
     inputs = keras.Input((input_size, input_size, 3), name="image")
     scale, offset = spec.normalization
