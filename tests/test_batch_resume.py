@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.synthetic import draw_lesion
+from time_limits import seconds
 
 pytestmark = pytest.mark.runtime  # base install only
 
@@ -48,7 +49,7 @@ def make_folder(root, n):
 
 
 def run(args, cwd):
-    return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=seconds(300))
 
 
 def csv_rows(path):
@@ -72,8 +73,9 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def wait_for_rows(proc, path, rows, timeout=120):
+def wait_for_rows(proc, path, rows, timeout=None):
     """Poll the CSV until it has `rows` data rows (the batch is under way and writing as it goes)."""
+    timeout = timeout or seconds(120)
     deadline, first = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         seen = path.read_text().count("\n") - 1 if path.is_file() else 0
@@ -99,7 +101,7 @@ def test_ctrl_c_keeps_every_finished_row_and_resume_completes_the_set(tmp_path):
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     wait_for_rows(proc, tmp_path / "out" / "r.csv", 2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=seconds(120))
 
     assert proc.returncode == 130, err
     assert "Traceback" not in err
@@ -146,7 +148,7 @@ def test_kill_9_loses_at_most_the_image_in_flight(tmp_path):
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     wait_for_rows(proc, tmp_path / "r.csv", 3)
     proc.kill()  # SIGKILL: no handler runs, no file is closed
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=seconds(60))
     assert proc.returncode == -signal.SIGKILL
     rows = csv_rows(tmp_path / "r.csv")  # whole rows only (each is one write, then a flush)
     results = [line for line in jsonl_lines(tmp_path / "r.jsonl") if "error" not in line]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from time_limits import seconds
 
 pytestmark = pytest.mark.runtime  # base install only
 
@@ -20,7 +21,7 @@ sys.meta_path.insert(0, Block())
 
 def _run(code: str, block: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", (BLOCKER if block else "") + code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=seconds(120))
 
 
 def test_edge_runtime_imports_without_tensorflow():

@@ -25,6 +25,7 @@ from edge_runtime.pipeline import Pipeline, PipelineOptions
 from edge_runtime.quality import QualityThresholds, assess_image, assess_lesion
 from edge_runtime.stream import StreamConfig, analyse, run_stream
 from edge_runtime.synthetic import draw_lesion
+from time_limits import seconds
 
 pytestmark = pytest.mark.runtime  # base install only
 
@@ -259,8 +260,9 @@ def test_ctrl_c_ends_cleanly_with_the_summary_and_exit_0(monkeypatch, lesion_ima
         return screen(*args)
 
     monkeypatch.setattr(stream_module, "_screen", screen_then_ctrl_c)
-    def camera():  # a live camera at ~500 fps for at most 4 s: only Ctrl-C should end it early
-        for _ in range(2000):
+    def camera():  # a live camera at ~500 fps for at most 4 s (scaled): only Ctrl-C should end it early
+        deadline = time.monotonic() + seconds(4)
+        while time.monotonic() < deadline:
             time.sleep(0.002)
             yield lesion_image
 

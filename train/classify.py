@@ -17,7 +17,7 @@ from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from dermedge.train.backbones import get_backbone
 from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
-from dermedge.train.run import restored_epoch, save_history, start_run, write_json
+from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from dermedge.train.config import ClassifyConfig
 
@@ -296,29 +296,31 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                                     patience=config.patience, restore_best_weights=True)
         # An interrupted run resumes its fine-tune phase from the last finished epoch when started
         # again with the same --out (Keras deletes the backup once the phase completes).
-        resume = tf.keras.callbacks.BackupAndRestore(str(out / "backup"))
-        tune_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
-                                  tf.keras.optimizers.Adam(schedule), [scores, keep, resume],
-                                  validation, config.seed + 1, config.verbose,
-                                  config.input_size, config.crop_jitter, soft_targets)
+        # The tail average's running sum is not kept across an interruption; EarlyStopping's best is.
+        resume = resumable_fit_callbacks(tf, out / "backup", [] if config.average_last else [keep])
+        _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
+                   tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
+                   validation, config.seed + 1, config.verbose,
+                   config.input_size, config.crop_jitter, soft_targets)
+        tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too
         shutil.rmtree(out / "backup", ignore_errors=True)  # the phase is complete: nothing to resume
         if config.average_last:
             model.set_weights(keep.averaged_weights())
             recalibrate_batchnorm(model, deployed_framing().images, config.batch_size)
             report["weights"] = f"mean of the last {config.average_last} fine-tune epochs, BatchNorm re-estimated"
-            last = config.head_epochs + len(tune_history.history["loss"])
+            last = config.head_epochs + len(tune_history["loss"])
             kept = (last - config.average_last + 1, last)
         else:
             tuned = restored_epoch(keep)
             kept = tuple(config.head_epochs + e for e in tuned) if tuned else None
     model.compile(loss="categorical_crossentropy")  # a plain, portable compile state for saving
     model.save(out / "classifier.keras")
-    history = {key: head_history.get(key, []) + tune_history.history.get(key, [])
-               for key in tune_history.history}
+    history = {key: head_history.get(key, []) + tune_history.get(key, [])
+               for key in tune_history}
     save_history(out, history, f"{model.name}: {model.count_params():,} parameters "
                                f"(head {config.head_epochs} epochs, then fine-tune)", kept)
     report.update(parameters=int(model.count_params()),
-                  epochs_run=config.head_epochs + len(tune_history.history["loss"]),
+                  epochs_run=config.head_epochs + len(tune_history["loss"]),
                   kept_epochs=list(kept) if kept else None)
     for name in ("val", "test"):
         if name in arrays:

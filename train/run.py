@@ -45,3 +45,48 @@ def restored_epoch(stop) -> tuple[int, int] | None:
     if not stop.restore_best_weights or stop.best_weights is None:
         return None
     return stop.best_epoch + 1, stop.best_epoch + 1
+
+
+def resumable_fit_callbacks(tf, backup: Path, stateful: list) -> list:
+    """Callbacks that let an interrupted fit resume, from `backup`, as if it had not stopped.
+
+    Keras' BackupAndRestore keeps the weights, the optimizer and the epoch. This keeps the rest: the
+    history so far, and the counters of `stateful` callbacks (EarlyStopping's best epoch, its weights
+    and its patience; ReduceLROnPlateau's wait), which Keras resets at every fit. Without them a
+    resumed run would keep its last epoch, not its best. Put these after `stateful` in the list.
+    """
+    attributes = ("best", "best_epoch", "wait", "cooldown_counter")
+
+    class Progress(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.history: dict = {}
+            state = backup / "progress.json"
+            if not state.is_file():
+                return
+            saved = json.loads(state.read_text())
+            self.history = saved["history"]
+            for callback, values in zip(stateful, saved["callbacks"]):
+                for name, value in values.items():
+                    setattr(callback, name, value)
+            best = backup / "best.weights.h5"
+            for callback in stateful:
+                if getattr(callback, "restore_best_weights", False) and best.is_file():
+                    current = self.model.get_weights()
+                    self.model.load_weights(str(best))
+                    callback.best_weights = self.model.get_weights()
+                    self.model.set_weights(current)
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            for callback in stateful:
+                if getattr(callback, "restore_best_weights", False) and callback.best_epoch == epoch:
+                    self.model.save_weights(str(backup / "best.weights.h5"))
+            values = [{name: float(getattr(c, name)) if name == "best" else int(getattr(c, name))
+                       for name in attributes if hasattr(c, name)} for c in stateful]
+            partial = backup / "progress.json.partial"
+            write_json(partial, {"history": self.history, "callbacks": values})
+            partial.replace(backup / "progress.json")  # whole or not at all
+
+    backup.mkdir(parents=True, exist_ok=True)
+    return [tf.keras.callbacks.BackupAndRestore(str(backup)), Progress()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from dermedge.errors import DermedgeError
 from dermedge.metrics import segmentation_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from dermedge.train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
-from dermedge.train.run import restored_epoch, save_history, start_run, write_json
+from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from edge_runtime.postprocess import clean_mask
 from dermedge.train.config import SegmentConfig
@@ -70,28 +72,40 @@ def train_segmenter(config: SegmentConfig) -> dict:
 
     # A pretrained encoder first stays frozen while the randomly initialised decoder learns, so that
     # the decoder's first, large gradients do not wash out the ImageNet features.
-    frozen = encoder_layers(model) if config.warmup_epochs else []
-    warmup: dict = {}
+    # An interrupted run resumes its fine-tune phase from the last finished epoch when started again
+    # with the same --out; the warm-up is then already inside the backed-up weights.
+    backup = out / "backup"
+    resuming = backup.exists()
+    if resuming:
+        print(f"  resuming the fine-tune phase from {backup}", flush=True)
+    frozen = encoder_layers(model) if config.warmup_epochs and not resuming else []
+    warmup_file = backup / "warmup_history.json"
+    warmup: dict = json.loads(warmup_file.read_text()) if warmup_file.is_file() else {}
+    if (backup / "warmup.weights.h5").is_file():  # a later epoch's backup, if any, replaces these
+        model.load_weights(str(backup / "warmup.weights.h5"))
     if frozen:
         for layer in frozen:
             layer.trainable = False
         warmup = fit(config.warmup_epochs, [])
         for layer in frozen:
             layer.trainable = True
+        backup.mkdir(parents=True, exist_ok=True)
+        model.save_weights(str(backup / "warmup.weights.h5"))
+        write_json(warmup_file, warmup)
     stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
                                             restore_best_weights=True)
-    callbacks = [
-        tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
-                                             patience=max(config.patience // 3, 1), min_lr=1e-5),
-        stop,
-    ]
-    tuned = fit(config.epochs, callbacks)
+    plateau = tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
+                                                   patience=max(config.patience // 3, 1), min_lr=1e-5)
+    resume = resumable_fit_callbacks(tf, backup, [plateau, stop])
+    fit(config.epochs, [plateau, stop, *resume])
+    tuned = resume[-1].history  # every fine-tune epoch, those before an interruption too
+    shutil.rmtree(backup, ignore_errors=True)  # the phase is complete: nothing to resume
     history = {key: warmup.get(key, []) + tuned.get(key, []) for key in tuned}
     model.compile(loss=bce_dice_loss)  # a plain, portable compile state for saving
     model.save(out / "segmenter.keras")
     kept = restored_epoch(stop)
     kept = tuple(len(warmup.get("loss", [])) + e for e in kept) if kept else None
-    phases = f" ({config.warmup_epochs} epochs encoder frozen, then fine-tune)" if frozen else ""
+    phases = f" ({config.warmup_epochs} epochs encoder frozen, then fine-tune)" if warmup else ""
     save_history(out, history, f"{model.name}: {model.count_params():,} parameters{phases}", kept)
 
     from dermedge.reports import plot_dice_histogram

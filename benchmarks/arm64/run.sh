@@ -193,10 +193,11 @@ EOF
 # PYTHONSAFEPATH=1: `python -m` would put the checkout first on sys.path, and its dermedge/ folder
 # (the shared floor only; train/, export/, commands/ are mapped in by pyproject's package-dir) would
 # hide the installed package: "No module named 'dermedge.commands'". The tests test the install.
+# DERMEDGE_TEST_TIME_SCALE=30: the tests' hang guards (tests/time_limits.py) grow 30-fold under qemu.
 say "python -m pytest -m runtime (arm64, $CPU0)"
 t0=$(date +%s)
 set +e
-guest "$CPU0" sh -c 'cd /work/src && PYTHONSAFEPATH=1 python -m pytest -m runtime -q -p no:cacheprovider \
+guest "$CPU0" sh -c 'cd /work/src && PYTHONSAFEPATH=1 DERMEDGE_TEST_TIME_SCALE=30 python -m pytest -m runtime -q -p no:cacheprovider \
     --junitxml=/work/runtime-tests.xml' > "$WORK/runtime-tests.log" 2>&1
 TESTS_RC=$?
 set -e
