@@ -296,7 +296,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                                     patience=config.patience, restore_best_weights=True)
         # An interrupted run resumes its fine-tune phase from the last finished epoch when started
         # again with the same --out (Keras deletes the backup once the phase completes).
-        # The tail average's running sum is not kept across an interruption; EarlyStopping's best is.
+        # The tail average's running sum is not kept across an interruption (it then averages the
+        # epochs after the restart); EarlyStopping's best is.
         resume = resumable_fit_callbacks(tf, out / "backup", [] if config.average_last else [keep])
         _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
