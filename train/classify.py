@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -295,16 +294,14 @@ def train_classifier(config: ClassifyConfig) -> dict:
             keep = tf.keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
                                                     patience=config.patience, restore_best_weights=True)
         # An interrupted run resumes its fine-tune phase from the last finished epoch when started
-        # again with the same --out (Keras deletes the backup once the phase completes).
-        # The tail average's running sum is not kept across an interruption (it then averages the
-        # epochs after the restart); EarlyStopping's best is.
+        # again with the same --out. The tail average's running sum is not kept across an
+        # interruption (it then averages the epochs after the restart); EarlyStopping's best is.
         resume = resumable_fit_callbacks(tf, out / "backup", [] if config.average_last else [keep])
         _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
                    validation, config.seed + 1, config.verbose,
                    config.input_size, config.crop_jitter, soft_targets)
         tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too
-        shutil.rmtree(out / "backup", ignore_errors=True)  # the phase is complete: nothing to resume
         if config.average_last:
             model.set_weights(keep.averaged_weights())
             recalibrate_batchnorm(model, deployed_framing().images, config.batch_size)

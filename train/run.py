@@ -6,6 +6,7 @@ import dataclasses
 import json
 import platform
 import shlex
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,39 +55,43 @@ def resumable_fit_callbacks(tf, backup: Path, stateful: list) -> list:
     history so far, and the counters of `stateful` callbacks (EarlyStopping's best epoch, its weights
     and its patience; ReduceLROnPlateau's wait), which Keras resets at every fit. Without them a
     resumed run would keep its last epoch, not its best. Put these after `stateful` in the list.
+    When the fit completes, `backup` goes (with anything else the caller kept in it).
     """
     attributes = ("best", "best_epoch", "wait", "cooldown_counter")
+    keeps_best = [c for c in stateful if getattr(c, "restore_best_weights", False)]
+    state, best = backup / "progress.json", backup / "best.weights.h5"
 
     class Progress(tf.keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.history: dict = {}
-            state = backup / "progress.json"
             if not state.is_file():
                 return
             saved = json.loads(state.read_text())
             self.history = saved["history"]
+            print(f"  resuming after epoch {len(self.history.get('loss', []))} from {backup}", flush=True)
             for callback, values in zip(stateful, saved["callbacks"]):
                 for name, value in values.items():
                     setattr(callback, name, value)
-            best = backup / "best.weights.h5"
-            for callback in stateful:
-                if getattr(callback, "restore_best_weights", False) and best.is_file():
-                    current = self.model.get_weights()
-                    self.model.load_weights(str(best))
+            if keeps_best and best.is_file():
+                current = self.model.get_weights()  # BackupAndRestore's, the last finished epoch
+                self.model.load_weights(str(best))
+                for callback in keeps_best:
                     callback.best_weights = self.model.get_weights()
-                    self.model.set_weights(current)
+                self.model.set_weights(current)
 
         def on_epoch_end(self, epoch, logs=None):
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
-            for callback in stateful:
-                if getattr(callback, "restore_best_weights", False) and callback.best_epoch == epoch:
-                    self.model.save_weights(str(backup / "best.weights.h5"))
+            if any(callback.best_epoch == epoch for callback in keeps_best):
+                self.model.save_weights(str(best))
             values = [{name: float(getattr(c, name)) if name == "best" else int(getattr(c, name))
                        for name in attributes if hasattr(c, name)} for c in stateful]
             partial = backup / "progress.json.partial"
             write_json(partial, {"history": self.history, "callbacks": values})
-            partial.replace(backup / "progress.json")  # whole or not at all
+            partial.replace(state)  # whole or not at all
+
+        def on_train_end(self, logs=None):  # not called when the fit is interrupted
+            shutil.rmtree(backup, ignore_errors=True)
 
     backup.mkdir(parents=True, exist_ok=True)
     return [tf.keras.callbacks.BackupAndRestore(str(backup)), Progress()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,14 +74,11 @@ def train_segmenter(config: SegmentConfig) -> dict:
     # An interrupted run resumes its fine-tune phase from the last finished epoch when started again
     # with the same --out; the warm-up is then already inside the backed-up weights.
     backup = out / "backup"
-    resuming = backup.exists()
-    if resuming:
-        print(f"  resuming the fine-tune phase from {backup}", flush=True)
-    frozen = encoder_layers(model) if config.warmup_epochs and not resuming else []
-    warmup_file = backup / "warmup_history.json"
+    frozen = encoder_layers(model) if config.warmup_epochs and not backup.exists() else []
+    warmup_file, warmup_weights = backup / "warmup_history.json", backup / "warmup.weights.h5"
     warmup: dict = json.loads(warmup_file.read_text()) if warmup_file.is_file() else {}
-    if (backup / "warmup.weights.h5").is_file():  # a later epoch's backup, if any, replaces these
-        model.load_weights(str(backup / "warmup.weights.h5"))
+    if warmup_weights.is_file():  # a later epoch's backup, if any, replaces these
+        model.load_weights(str(warmup_weights))
     if frozen:
         for layer in frozen:
             layer.trainable = False
@@ -90,7 +86,7 @@ def train_segmenter(config: SegmentConfig) -> dict:
         for layer in frozen:
             layer.trainable = True
         backup.mkdir(parents=True, exist_ok=True)
-        model.save_weights(str(backup / "warmup.weights.h5"))
+        model.save_weights(str(warmup_weights))
         write_json(warmup_file, warmup)
     stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
                                             restore_best_weights=True)
@@ -99,7 +95,6 @@ def train_segmenter(config: SegmentConfig) -> dict:
     resume = resumable_fit_callbacks(tf, backup, [plateau, stop])
     fit(config.epochs, [plateau, stop, *resume])
     tuned = resume[-1].history  # every fine-tune epoch, those before an interruption too
-    shutil.rmtree(backup, ignore_errors=True)  # the phase is complete: nothing to resume
     history = {key: warmup.get(key, []) + tuned.get(key, []) for key in tuned}
     model.compile(loss=bce_dice_loss)  # a plain, portable compile state for saving
     model.save(out / "segmenter.keras")
