@@ -444,6 +444,9 @@ def predict_command(
                                 "--jsonl/--json are not retried) and append the rest. Without it, existing "
                                 "output files are replaced."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated images."),
+    masks_out: Optional[Path] = typer.Option(
+        None, "--masks-out", help="Folder for each image's cleaned lesion mask, <stem>_segmentation.png (0/255, "
+                                  "image size): the masks the crops are cut from, readable as --masks."),
     example: bool = typer.Option(False, "--example", help="Run on a drawn synthetic lesion (no data needed)."),
     tta: bool = TtaOpt,
     min_sharpness: float = MinSharpnessOpt,
@@ -460,7 +463,8 @@ def predict_command(
     elif not paths:
         raise DermedgeError("give image files, folders or globs to predict on, or --example")
     else:
-        status = predict_files(pipeline, paths, json_out, csv_out, overlay, jsonl_out=jsonl_out, resume=resume)
+        status = predict_files(pipeline, paths, json_out, csv_out, overlay, jsonl_out=jsonl_out, resume=resume,
+                               masks_out=masks_out)
         if status:
             raise typer.Exit(status)
 

@@ -23,6 +23,7 @@ from array import array
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import cv2
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
@@ -341,14 +342,31 @@ class _JsonDocument:
         self.spool.close()
 
 
-def _overlay_path(folder: Path, path: Path, used: set[str]) -> Path:
-    """`<stem>.overlay.jpg`, numbered when two inputs share a stem."""
-    name, n = f"{path.stem}.overlay.jpg", 1
-    while name in used:
-        n += 1
-        name = f"{path.stem}.{n}.overlay.jpg"
-    used.add(name)
-    return folder / name
+OVERLAY_SUFFIX = ".overlay.jpg"
+MASK_SUFFIX = "_segmentation.png"  # HAM10000 / ISIC naming: `--masks DIR` of train and evaluate reads it
+
+
+def _output_names(folder: Path, paths: list[Path], suffix: str) -> dict[Path, Path]:
+    """`<stem><suffix>` in `folder` for each input, numbered when two inputs share a stem; the same
+    names on a resume, since they depend on the input list only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    names = {}
+    for path in paths:
+        name, n = f"{path.stem}{suffix}", 1
+        while name in used:
+            n += 1
+            name = f"{path.stem}.{n}{suffix}"
+        used.add(name)
+        names[path] = folder / name
+    return names
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    """The cleaned lesion mask at image size as a 0/255 PNG (all zero when no lesion was found: the
+    crop is then the whole image, as in the pipeline)."""
+    if not cv2.imwrite(str(path), mask.astype(np.uint8) * 255):
+        raise OSError(f"cannot write {path}")
 
 
 def _header(pipeline: Pipeline) -> dict:
@@ -377,9 +395,13 @@ def _outputs(pipeline: Pipeline, json_out: Path | None, jsonl_out: Path | None, 
 
 
 def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, csv_out: Path | None,
-                  overlay: Path | None, jsonl_out: Path | None = None, resume: bool = False) -> int:
+                  overlay: Path | None, jsonl_out: Path | None = None, resume: bool = False,
+                  masks_out: Path | None = None) -> int:
     """Predict every image of `inputs` into the outputs asked for. Returns the exit status: 0, or
     130 when Ctrl-C stopped the batch (what finished is saved, and one line says where).
+
+    `masks_out` receives each image's cleaned mask as `<stem>_segmentation.png`: the masks the
+    deployed crops are cut from, readable as `--masks` by `train classify` and `evaluate segment`.
 
     A path found twice (a file and its folder) is done once. Memory does not grow with the images done
     (see the module docstring): results go to the outputs, and the batch keeps counts, the first
@@ -412,10 +434,8 @@ def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, 
         stderr.print("[yellow]resuming: no image of these inputs is in the existing output; paths are compared "
                      "as written, so run from the same folder with the same arguments[/]",
                      highlight=False, soft_wrap=True)
-    if overlay:
-        overlay.mkdir(parents=True, exist_ok=True)
-        used: set[str] = set()
-        overlay_of = {p: _overlay_path(overlay, p, used) for p in paths}  # the same names on a resume
+    overlay_of = _output_names(overlay, paths, OVERLAY_SUFFIX) if overlay else {}
+    mask_of = _output_names(masks_out, paths, MASK_SUFFIX) if masks_out else {}
 
     # This run's unreadable images that an output on disk recorded (each pending path comes once, and
     # none was recorded as unreadable before: see `lacks`)
@@ -439,6 +459,8 @@ def predict_files(pipeline: Pipeline, inputs: list[str], json_out: Path | None, 
             record = _record(str(path), result)
             if overlay:
                 write_rgb(overlay_of[path], draw_overlay(image, result))
+            if masks_out:
+                write_mask(mask_of[path], result.mask)
             for o in outputs:
                 if record["path"] not in o.done and record["path"] not in o.failed:
                     o.add(record)

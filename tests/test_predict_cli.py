@@ -3,12 +3,14 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from dermedge.commands.cli import app
-from dermedge.datasets import read_label_table
+from dermedge.datasets import read_label_table, read_mask
+from edge_runtime.preprocess import lesion_box
 
 pytest.importorskip("tensorflow")  # the tiny bundle is exported by the tests themselves
 runner = CliRunner()
@@ -126,3 +128,19 @@ def test_label_table_forms(tiny_bundle, tmp_path):
     result = runner.invoke(app, ["evaluate", "classify", "--images", str(tmp_path), "--labels", str(bad),
                                  "--bundle", str(tiny_bundle)])
     assert result.exit_code == 2 and "columns not recognised" in result.output
+
+
+def test_masks_out_holds_the_masks_the_crops_were_cut_from(tiny_bundle, folder, tmp_path):
+    """`--masks-out` writes `<stem>_segmentation.png` masks that reproduce each result's crop box, so
+    training on them (`train classify --masks DIR`) sees exactly the deployed framing."""
+    out_json, masks = tmp_path / "r.json", tmp_path / "masks"
+    result = runner.invoke(app, ["predict", str(folder), "--bundle", str(tiny_bundle), "--json", str(out_json),
+                                 "--masks-out", str(masks), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert len(list(masks.glob("*_segmentation.png"))) == len(report["results"]) == 5
+    margin = json.loads((tiny_bundle / "manifest.json").read_text())["crop_margin"]
+    for record in report["results"]:
+        mask = read_mask(masks / f"{Path(record['path']).stem}_segmentation.png")
+        box = lesion_box(mask > 0, margin)
+        assert (box.as_list() if box else None) == record["box"]
