@@ -23,19 +23,15 @@ from dermedge.commands.batch import progress_bar
 from dermedge.datasets import read_label_table
 from dermedge.metrics import balanced_accuracy
 from edge_runtime.image_io import read_image
-from edge_runtime.pipeline import Pipeline
+from edge_runtime.pipeline import TTA_VIEWS, Pipeline
 
-VIEWS = {
-    "identity": lambda c: c,
-    "flip_lr": lambda c: c[:, ::-1],
-    "flip_ud": lambda c: c[::-1],
-    "rot90": lambda c: np.rot90(c),
+VIEWS = {  # the eight symmetries of the square; the first four are what `--tta` averages
+    **TTA_VIEWS,
     "rot180": lambda c: np.rot90(c, 2),
     "rot270": lambda c: np.rot90(c, 3),
     "transpose": lambda c: c.transpose(1, 0, 2),
     "anti_transpose": lambda c: np.rot90(c, 2).transpose(1, 0, 2),
 }
-TTA_VIEWS = ("identity", "flip_lr", "flip_ud", "rot90")  # what `Pipeline.classify` averages with --tta
 
 
 def view_probabilities(pipeline: Pipeline, paths: list[Path]) -> np.ndarray:
@@ -77,7 +73,7 @@ def main() -> None:
     result = {
         "bundle": str(pipeline.bundle.root), "split": args.split, "variant": pipeline.variant, "n": len(y),
         "single_view": single,
-        "identity_plus_one": pairs, "tta_4_views": score(probs, y, TTA_VIEWS),
+        "identity_plus_one": pairs, "tta_4_views": score(probs, y, tuple(TTA_VIEWS)),
         "all_8_views": score(probs, y, tuple(VIEWS)),
         "best_4_view_set_with_identity": max(
             (score(probs, y, ("identity",) + rest), ("identity",) + rest)
