@@ -196,6 +196,15 @@ def train_segment(
         help="basic (flips, quarter turns, zoom, light colour) or device (also colour casts, uneven light, "
              "vignetting and dark circular frames, blur, zoom out: other dermatoscopes).",
     ),
+    negatives: float = typer.Option(
+        SegmentConfig.negatives, "--negatives", min=0.0, max=1.0,
+        help="Lesion-free images (empty masks) added to training, as a fraction of the training photos: "
+             "lesion-free windows of them and the photos with their lesion painted out. Teaches bare skin.",
+    ),
+    init_from: Optional[Path] = typer.Option(
+        SegmentConfig.init_from, "--init-from",
+        help="Start from a segmenter.keras of an earlier run (same split and architecture); skips the warm-up.",
+    ),
     epochs: int = typer.Option(SegmentConfig.epochs, "--epochs"),
     batch_size: int = typer.Option(SegmentConfig.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(SegmentConfig.learning_rate, "--lr"),
@@ -238,6 +247,11 @@ def train_classify(
         help="Train on framings up to this fraction looser or tighter than the deployed crop, shifted "
              "(e.g. 0.2): robustness to the U-Net's boxes. 0 zooms in only.",
     ),
+    colour_constancy: str = typer.Option(
+        ClassifyConfig.colour_constancy, "--colour-constancy",
+        help="none, or shades-of-grey: each crop corrected by its photo's illuminant (p = 6), against "
+             "other dermatoscopes' light; the export records it and the runtime applies it.",
+    ),
     imbalance: str = typer.Option(
         ClassifyConfig.imbalance, "--imbalance",
         help="auto (measure and pick), class-weights, focal, balanced-sampling or none.",
@@ -278,6 +292,11 @@ def train_classify(
     distill_temperature: float = typer.Option(
         ClassifyConfig.distill_temperature, "--distill-temperature",
         help="Softens the teacher's probabilities (p^(1/T), renormalised) before they are mixed in.",
+    ),
+    label_smoothing: float = typer.Option(
+        ClassifyConfig.label_smoothing, "--label-smoothing", min=0.0, max=0.5,
+        help="Share of each target spread evenly over the classes (e.g. 0.1): less confident, often better "
+             "calibrated and ranked. 0 keeps one-hot targets.",
     ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""

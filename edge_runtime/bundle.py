@@ -10,6 +10,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from edge_runtime.preprocess import COLOUR_CONSTANCY
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 # The bundle installed with the package (TFLite variants only), so `dermedge predict` works offline.
@@ -178,6 +180,9 @@ def validate_manifest(manifest: dict, where: str = MANIFEST) -> None:
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(d, int) and d > 0 for d in size)):
             fail(f"{model}.input_size", f"must be [height, width] in pixels, got {size!r}")
     number("crop_margin", manifest["crop_margin"], 0.0, 1.0)
+    colour = manifest["classifier"].get("colour_constancy", "none")
+    if colour not in COLOUR_CONSTANCY:  # a method this runtime cannot apply must not be skipped silently
+        fail("classifier.colour_constancy", f"must be one of {', '.join(COLOUR_CONSTANCY)}, got {colour!r}")
     thresholds = manifest["thresholds"]
     if not isinstance(thresholds, dict):
         fail("thresholds", "must be an object with mask and malignant")

@@ -178,6 +178,7 @@ class Pipeline:
         self.malignant_labels = tuple(manifest["malignant_labels"])
         self._malignant_index = [self.labels.index(k) for k in self.malignant_labels]
         self.crop_margin = float(manifest["crop_margin"])
+        self.colour_constancy = manifest["classifier"].get("colour_constancy", "none")
         self.mask_threshold = float(manifest["thresholds"]["mask"])
         # `dermedge calibrate` fits these per variant on validation data; without them the
         # probabilities are the model's own and only the manifest's thresholds apply.
@@ -211,7 +212,7 @@ class Pipeline:
     def crop(self, image: np.ndarray, mask: np.ndarray, size: int | None = None) -> tuple[np.ndarray, CropBox | None]:
         """The square lesion crop at `size` (default: the classifier's input), the whole image without a lesion."""
         size = size or self.classifier.input_size[0]
-        return crop_to_lesion(image, mask if mask.any() else None, size, self.crop_margin)
+        return crop_to_lesion(image, mask if mask.any() else None, size, self.crop_margin, self.colour_constancy)
 
     def classify(self, crop: np.ndarray) -> np.ndarray:
         """Class probabilities of a crop; with `tta`, the mean over its flips and a quarter turn

@@ -76,7 +76,8 @@ class _Data:
     """The images export needs, decoded once: held-out test arrays, representative and
     fine-tuning sets from the training split."""
 
-    def __init__(self, config: ExportConfig, labels, seg_size: int, cls_size: int, margin: float):
+    def __init__(self, config: ExportConfig, labels, seg_size: int, cls_size: int, margin: float,
+                 colour_constancy: str = "none"):
         from dermedge.train.data import load_crop_arrays, load_segmentation_arrays
 
         split_path = Path(config.split) if config.split else Path(config.classifier).parent / "split.csv"
@@ -95,14 +96,14 @@ class _Data:
                                 "the model was trained from, or pass --data-root DIR (with images/, masks/)")
         if len(test) < min(MIN_VALIDATION_IMAGES, len(splits["test"])):
             raise DermedgeError(f"validation needs at least {MIN_VALIDATION_IMAGES} held-out images")
-        self.labels, self.margin = labels, margin
+        self.labels, self.margin, self.colour = labels, margin, colour_constancy
         self.seg_test = load_segmentation_arrays(test, seg_size)
         self.seg_truths = [read_mask(s.mask_path) for s in self.seg_test.kept]
-        self.cls_test = load_crop_arrays(test, labels, cls_size, margin)
+        self.cls_test = load_crop_arrays(test, labels, cls_size, margin, colour_constancy)
         # No representative set (--representative 0) is allowed until an int8 variant needs one.
         rep = _subset(train, config.representative, config.seed) if config.representative > 0 else []
         self.seg_rep = load_segmentation_arrays(rep, seg_size).images if rep else None
-        self.cls_rep = load_crop_arrays(rep, labels, cls_size, margin).images if rep else None
+        self.cls_rep = load_crop_arrays(rep, labels, cls_size, margin, colour_constancy).images if rep else None
         self._train, self._sizes, self._tune_n, self._seed = train, (seg_size, cls_size), config.fine_tune_images, config.seed
         self._tune = {}
 
@@ -112,7 +113,8 @@ class _Data:
         if role not in self._tune:
             samples = _subset(self._train, self._tune_n, self._seed)
             self._tune[role] = (load_segmentation_arrays(samples, self._sizes[0]) if role == "segmenter"
-                                else load_crop_arrays(samples, self.labels, self._sizes[1], self.margin))
+                                else load_crop_arrays(samples, self.labels, self._sizes[1], self.margin,
+                                                      self.colour))
         return self._tune[role]
 
 
@@ -262,7 +264,8 @@ def export_bundle(config: ExportConfig) -> ExportResult:
     margin = float(cls_config.get("crop_margin", DEFAULT_CROP_MARGIN))
     sizes = {role: int(m.input_shape[1]) for role, m in models.items()}
 
-    data = _Data(config, labels, sizes["segmenter"], sizes["classifier"], margin)
+    colour = cls_config.get("colour_constancy", "none")  # runs from before the option: none
+    data = _Data(config, labels, sizes["segmenter"], sizes["classifier"], margin, colour)
     console.print(f"validating on {len(data.cls_test.kept)} held-out images; "
                   f"representative set {0 if data.cls_rep is None else len(data.cls_rep)} training images")
     reference = {
@@ -314,7 +317,7 @@ def export_bundle(config: ExportConfig) -> ExportResult:
                       "encoder": seg_config.get("encoder", "none")},
         "classifier": {"input_size": [sizes["classifier"]] * 2, "input": "RGB uint8 0..255 lesion crop",
                        "normalization": _normalization_text(models["classifier"]),
-                       "backbone": backbone, "output": "softmax over labels"},
+                       "backbone": backbone, "colour_constancy": colour, "output": "softmax over labels"},
         "crop_margin": margin,
         "thresholds": {"mask": 0.5, "malignant": 0.5},
         "default_variant": pick_default_variant(manifest_variants),

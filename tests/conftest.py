@@ -60,8 +60,10 @@ def tiny_runs(ham_dir, tmp_path_factory):
                 masks=str(ham_dir / "masks"), verbose=0)
     train_segmenter(SegmentConfig(out=str(root / "segment"), input_size=32, base_filters=4, depth=2,
                                   epochs=2, batch_size=8, **data))
+    # Shades of grey on: the option travels from training through the export's manifest to the runtime's crop.
     train_classifier(ClassifyConfig(out=str(root / "classify"), input_size=32, head_epochs=1, epochs=1,
-                                    batch_size=8, imbalance="class-weights", **data))
+                                    batch_size=8, imbalance="class-weights", colour_constancy="shades-of-grey",
+                                    **data))
     return root
 
 

@@ -58,7 +58,62 @@ def test_training_cuts_the_same_crops_as_the_runtime(ham_dir):
 
     ds = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")
     samples = ds.samples[:5]
-    arrays = load_crop_arrays(samples, ds.classes, 48, margin=0.15)
-    for sample, crop in zip(samples, arrays.images):
-        expected, _ = crop_to_lesion(read_rgb(sample.image_path), read_mask(sample.mask_path), 48, 0.15)
-        np.testing.assert_array_equal(crop, expected)
+    for colour in ("none", "shades-of-grey"):
+        arrays = load_crop_arrays(samples, ds.classes, 48, margin=0.15, colour_constancy=colour)
+        for sample, crop in zip(samples, arrays.images):
+            expected, _ = crop_to_lesion(read_rgb(sample.image_path), read_mask(sample.mask_path), 48, 0.15, colour)
+            np.testing.assert_array_equal(crop, expected)
+
+
+def _lit(image: np.ndarray, light) -> np.ndarray:
+    return np.clip(image.astype(np.float32) * np.array(light, np.float32), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.runtime
+def test_shades_of_grey_takes_the_light_out_of_the_crop():
+    """The same lesion under a warm and a cold dermatoscope light gives corrected crops of the same
+    colours (chromaticity: each channel's share of the crop's mean; brightness may differ, as the
+    correction keeps each light's strength), where the uncorrected crops' colours differ a lot; a
+    black photo passes unchanged."""
+    from edge_runtime.synthetic import draw_lesion
+
+    image, mask = draw_lesion(np.random.default_rng(3), 200, 150, class_index=4)
+    image = (image.astype(np.float32) * 0.7).astype(np.uint8)  # head room: no channel clips under the casts
+    warm, cold = _lit(image, (1.25, 1.0, 0.75)), _lit(image, (0.8, 0.95, 1.3))
+    (warm_plain, _), (cold_plain, _) = crop_to_lesion(warm, mask, 64), crop_to_lesion(cold, mask, 64)
+    (warm_grey, box), (cold_grey, _) = (crop_to_lesion(x, mask, 64, colour_constancy="shades-of-grey")
+                                        for x in (warm, cold))
+    assert box == crop_to_lesion(warm, mask, 64)[1]  # the box does not move
+    def colours(crop):
+        mean = crop.reshape(-1, 3).mean(axis=0)
+        return mean / mean.sum()
+
+    assert np.abs(colours(warm_plain) - colours(cold_plain)).max() > 0.1
+    assert np.abs(colours(warm_grey) - colours(cold_grey)).max() < 0.01
+    black = np.zeros((150, 200, 3), np.uint8)
+    np.testing.assert_array_equal(crop_to_lesion(black, mask, 32, colour_constancy="shades-of-grey")[0],
+                                  crop_to_lesion(black, mask, 32)[0])
+    with pytest.raises(ValueError, match="colour_constancy"):
+        crop_to_lesion(image, mask, 32, colour_constancy="retinex")
+
+
+@pytest.mark.runtime
+def test_the_pipeline_corrects_the_crop_when_the_manifest_says_so(tmp_path):
+    import json
+    import shutil
+
+    from edge_runtime.bundle import DEFAULT_BUNDLE, MANIFEST
+    from edge_runtime.pipeline import Pipeline
+    from edge_runtime.synthetic import draw_lesion
+
+    image, mask = draw_lesion(np.random.default_rng(4), 200, 150, class_index=1)
+    image = _lit(image, (1.2, 1.0, 0.8))
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["classifier"]["colour_constancy"] = "shades-of-grey"
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    corrected = Pipeline.load(bundle, num_threads=1).crop(image, mask)[0]
+    np.testing.assert_array_equal(corrected, crop_to_lesion(image, mask, 224, 0.15, "shades-of-grey")[0])
+    plain = Pipeline.load(num_threads=1).crop(image, mask)[0]
+    assert np.abs(corrected.astype(int) - plain.astype(int)).mean() > 5

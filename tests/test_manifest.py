@@ -55,6 +55,7 @@ FIRST = "variants.int8.files.classifier"
     (f"{FIRST}.bytes", -1, f"{FIRST}.bytes must be a byte count"),
     (f"{FIRST}.sha256", _DELETE, f"{FIRST} needs path, bytes, sha256"),
     ("default_variant", "fp64", "default_variant 'fp64' is not one of the variants"),
+    ("classifier.colour_constancy", "retinex", "classifier.colour_constancy must be one of none, shades-of-grey"),
 ])
 def test_manifest_errors_name_the_field(manifest, field, value, message):
     validate_manifest(manifest)  # the shipped one is valid

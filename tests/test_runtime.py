@@ -57,8 +57,10 @@ def test_int8_pipeline_equals_tf_lite(tiny_bundle, image):
     small = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(pipeline.segment(image), tf_lite("segmenter", small)[..., 0])
     result = pipeline.predict(image)
+    # The tiny classifier was trained on shades-of-grey crops: the export recorded it, the runtime applies it.
+    assert pipeline.bundle.manifest["classifier"]["colour_constancy"] == "shades-of-grey"
     crop, _ = crop_to_lesion(image, result.mask if result.lesion_found else None,
-                             pipeline.classifier.input_size[0], pipeline.crop_margin)
+                             pipeline.classifier.input_size[0], pipeline.crop_margin, "shades-of-grey")
     reference = tf_lite("classifier", crop)
     # The model's own output, before the variant's calibration (temperature) is applied.
     np.testing.assert_array_equal(np.array(list(result.raw_probabilities.values()), np.float32), reference)

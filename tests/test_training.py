@@ -35,6 +35,49 @@ def test_train_segment_writes_a_complete_run(ham_dir, tmp_path):
     assert json.loads((out / "summary.json").read_text())["kept_epochs"] == [1, 1]  # the only epoch
 
 
+def test_lesion_free_images_hold_no_lesion_pixel(tmp_path):
+    """A window is cut away from the lesion; a photo whose lesion is small is painted out instead;
+    one whose lesion fills it gives neither and is skipped."""
+    import cv2
+    import numpy as np
+
+    from dermedge.datasets import Sample
+    from dermedge.train.data import _lesion_free_window, load_lesion_free_arrays
+
+    rng = np.random.default_rng(0)
+    photo = np.full((150, 200, 3), (200, 160, 140), np.uint8)
+    small, full = np.zeros((150, 200), np.uint8), np.ones((150, 200), np.uint8)
+    cv2.circle(small, (40, 40), 15, 1, -1)
+    cv2.circle(photo, (40, 40), 15, (60, 30, 20), -1)
+    for _ in range(20):
+        window = _lesion_free_window(photo, small, rng)
+        assert window is not None and window.shape[0] * 4 == pytest.approx(window.shape[1] * 3, abs=4)
+        assert window.min() > 100  # no dark lesion pixel in it
+    samples = []
+    for name, mask in (("small", small), ("full", full)):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), photo)
+        cv2.imwrite(str(tmp_path / f"{name}_segmentation.png"), mask * 255)
+        samples.append(Sample(name, tmp_path / f"{name}.jpg", "nv", mask_path=tmp_path / f"{name}_segmentation.png"))
+    skin = load_lesion_free_arrays(samples * 3, 32, count=10, seed=0)
+    assert [s.image_id for s in skin.kept] == ["small"] * 3
+    assert skin.images.shape == (3, 32, 32, 3) and not skin.targets.any()
+
+
+def test_train_segment_continues_a_run_with_lesion_free_images(ham_dir, tiny_runs, tmp_path):
+    out = tmp_path / "neg"
+    args = ["train", "segment", *_data_args(ham_dir), "--input-size", "32", "--depth", "2",
+            "--base-filters", "4", "--epochs", "1", "--batch-size", "8", "--negatives", "0.5"]
+    result = runner.invoke(app, [*args, "--out", str(out),
+                                 "--init-from", str(tiny_runs / "segment" / "segmenter.keras")])
+    assert result.exit_code == 0, result.output
+    assert "lesion-free training images" in result.output
+    assert json.loads((out / "config.json").read_text())["negatives"] == 0.5
+    other = runner.invoke(app, [*args, "--out", str(tmp_path / "other"), "--base-filters", "8",
+                                "--init-from", str(tiny_runs / "segment" / "segmenter.keras")])
+    assert other.exit_code != 0 and "not the architecture" in other.output
+    assert "Traceback" not in other.output
+
+
 def test_train_fcn_decoder(ham_dir, tmp_path):
     result = runner.invoke(app, ["train", "segment", *_data_args(ham_dir), "--out", str(tmp_path / "fcn"),
                                  "--input-size", "32", "--depth", "3", "--decoder", "fcn",
@@ -270,3 +313,28 @@ def test_train_classify_distils_from_a_teacher_run_of_the_same_split(ham_dir, ti
     assert other_split.exit_code == 2 and "same split" in other_split.output
     too_heavy = runner.invoke(app, [*args, "--out", str(tmp_path / "heavy"), "--distill-weight", "0.8"])
     assert too_heavy.exit_code == 2 and "--distill-weight" in too_heavy.output
+
+
+def test_label_smoothing_moves_the_loss_minimum_off_the_one_hot_target():
+    """With --label-smoothing 0.1 a prediction of the smoothed target scores better than a near
+    one-hot one; without it, worse (the loss the fine-tune compiles, class weights alike)."""
+    import numpy as np
+
+    from dermedge.train.classify import _loss_and_weights
+    from dermedge.train.tf_env import tensorflow
+
+    tf = tensorflow()
+    target = np.array([[0.0, 1.0, 0.0]], np.float32)
+    smoothed, sharp = np.array([[0.05, 0.9, 0.05]], np.float32), np.array([[0.001, 0.998, 0.001]], np.float32)
+    for strategy in ("class-weights", "focal"):
+        soft_loss, _ = _loss_and_weights(tf, strategy, np.array([0, 1, 2]), 3, label_smoothing=0.15)
+        assert float(soft_loss(target, smoothed)) < float(soft_loss(target, sharp))
+        plain_loss, _ = _loss_and_weights(tf, strategy, np.array([0, 1, 2]), 3)
+        assert float(plain_loss(target, smoothed)) > float(plain_loss(target, sharp))
+
+
+def test_train_classify_refuses_an_unknown_colour_constancy(ham_dir, tmp_path):
+    result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "run"),
+                                 "--imbalance", "class-weights", "--colour-constancy", "retinex"])
+    assert result.exit_code == 2 and "--colour-constancy" in result.output and "shades-of-grey" in result.output
+    assert not (tmp_path / "run").exists()

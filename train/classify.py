@@ -14,6 +14,7 @@ from dermedge.errors import DermedgeError
 from dermedge.metrics import classification_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
+from edge_runtime.preprocess import COLOUR_CONSTANCY
 from dermedge.train.backbones import get_backbone
 from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
 from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
@@ -71,11 +72,11 @@ def read_teacher(folder: Path, train: ArrayData, classes: tuple[str, ...]) -> np
     return probs[[row[i] for i in ours]]
 
 
-def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int):
+def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int, label_smoothing: float = 0.0):
     if strategy == "focal":
-        return tf.keras.losses.CategoricalFocalCrossentropy(gamma=2.0), None
+        return tf.keras.losses.CategoricalFocalCrossentropy(gamma=2.0, label_smoothing=label_smoothing), None
     weights = inverse_frequency_weights(targets, num_classes) if strategy == "class-weights" else None
-    return tf.keras.losses.CategoricalCrossentropy(), weights
+    return tf.keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), weights
 
 
 class ValidationScores:
@@ -178,8 +179,9 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
 
 def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
                epochs: int, optimizer, callbacks, validation, seed: int, verbose: int,
-               input_size: int, jitter: float, soft_targets: np.ndarray | None = None):
-    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k)
+               input_size: int, jitter: float, soft_targets: np.ndarray | None = None,
+               label_smoothing: float = 0.0):
+    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps = math.ceil(len(train.targets) / batch_size)
     indices = (balanced_indices(train.targets, steps * batch_size * epochs, seed)
@@ -203,6 +205,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
         raise DermedgeError(f"unknown --imbalance {config.imbalance!r}: use auto or one of "
                             f"{', '.join(IMBALANCE_STRATEGIES)}")
     get_backbone(config.backbone)  # an unknown name fails before a run folder is made
+    if config.colour_constancy not in COLOUR_CONSTANCY:
+        raise DermedgeError(f"unknown --colour-constancy {config.colour_constancy!r}: use "
+                            f"{' or '.join(COLOUR_CONSTANCY)}")
     if not 0.0 <= config.crop_jitter < 1.0:
         raise DermedgeError(f"--crop-jitter must be in [0, 1), got {config.crop_jitter}")
     if not 0.0 <= config.distill_weight <= 0.5 or config.distill_temperature <= 0:
@@ -225,13 +230,14 @@ def train_classifier(config: ClassifyConfig) -> dict:
     k = len(classes)
     splits = split_dataset(dataset, config.val_fraction, config.test_fraction, split_seed)
     write_split_csv(splits, out / "split.csv")
-    arrays = {name: load_crop_arrays(s, classes, config.input_size, config.crop_margin)
+    colour = config.colour_constancy
+    arrays = {name: load_crop_arrays(s, classes, config.input_size, config.crop_margin, colour)
               for name, s in splits.items() if s and name != "train"}
     if not splits.get("train") or "val" not in arrays:
         raise DermedgeError("too few lesions to split into train and val: use more images")
     # Training crops carry extra context when jittered; validation and test keep the deployed framing.
     context_size, context_margin = jitter_context(config.input_size, config.crop_margin, config.crop_jitter)
-    train = load_crop_arrays(splits["train"], classes, context_size, context_margin)
+    train = load_crop_arrays(splits["train"], classes, context_size, context_margin, colour)
     val = arrays["val"]
     without_mask = sum(s.mask_path is None for s in train.kept)
     if without_mask:
@@ -252,7 +258,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
         decoded at most once, whether the imbalance comparison, BatchNorm re-estimation or both
         need them."""
         return train if not config.crop_jitter else load_crop_arrays(
-            splits["train"], classes, config.input_size, config.crop_margin)
+            splits["train"], classes, config.input_size, config.crop_margin, colour)
 
     soft_targets = None
     report: dict = {"classes": list(classes)}
@@ -281,7 +287,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
             head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
                                       validation, config.seed, config.verbose,
-                                      config.input_size, config.crop_jitter, soft_targets).history
+                                      config.input_size, config.crop_jitter, soft_targets,
+                                      config.label_smoothing).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -300,7 +307,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
         _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
                    validation, config.seed + 1, config.verbose,
-                   config.input_size, config.crop_jitter, soft_targets)
+                   config.input_size, config.crop_jitter, soft_targets, config.label_smoothing)
         tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too
         if config.average_last:
             model.set_weights(keep.averaged_weights())

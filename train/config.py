@@ -23,6 +23,8 @@ class SegmentConfig:
     encoder_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
     warmup_epochs: int = 0  # a pretrained encoder stays frozen for these first epochs
     augment: str = "basic"  # "basic" (flips, zoom, light colour) or "device" (other dermatoscopes too)
+    negatives: float = 0.0  # lesion-free images (empty masks) added to training, per training photo
+    init_from: str | None = None  # continue from a segmenter.keras of an earlier run (same split)
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -49,6 +51,7 @@ class ClassifyConfig:
     alpha: float = 0.35
     crop_margin: float = DEFAULT_CROP_MARGIN
     crop_jitter: float = 0.0
+    colour_constancy: str = "none"  # "shades-of-grey": crops corrected by the photo's illuminant
     imbalance: str = "auto"
     head_epochs: int = 3
     epochs: int = 30
@@ -69,4 +72,5 @@ class ClassifyConfig:
     teachers: tuple[str, ...] = ()  # teacher runs' folders (their train_predictions.npz, averaged): distil
     distill_weight: float = 0.5  # share of the teacher's softened probabilities in each target
     distill_temperature: float = 2.0
+    label_smoothing: float = 0.0  # share of each one-hot target spread evenly over the classes
     verbose: int = 2

@@ -59,14 +59,73 @@ def load_segmentation_arrays(samples: list[Sample], size: int) -> ArrayData:
     return _decode_all(samples, f"decoding {len(samples)} images + masks", convert)
 
 
+def load_lesion_free_arrays(samples: list[Sample], size: int, count: int, seed: int = 0) -> ArrayData:
+    """`count` lesion-free training images (uint8 RGB, size x size) with empty masks, cut from the
+    given photos: a random lesion-free window of a photo (0.35..0.7 of its sides, its aspect kept,
+    at least 4 px clear of the lesion) or the whole photo with its lesion painted out
+    (`cv2.inpaint`, lesions under 15% of the photo only, where the fill stays plausible skin),
+    alternately where a photo allows both.
+
+    Why: HAM10000 has no lesion-free photo, so a segmenter fitted to it alone learns that every
+    frame holds a lesion, and a camera over bare skin reports a phantom one. Photos that yield
+    neither are skipped; fewer than `count` may come back from few photos."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(samples))
+    dilate = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    images, kept = [], []
+    for n, index in enumerate(order):
+        if len(images) >= count:
+            break
+        sample = samples[index]
+        image, mask = read_rgb(sample.image_path), read_mask(sample.mask_path) if sample.mask_path else None
+        if image is None or mask is None:
+            continue
+        near_lesion = cv2.dilate(mask.astype(np.uint8), dilate)
+        window, painted = _lesion_free_window(image, near_lesion, rng), _painted_out(image, near_lesion)
+        skin = window if window is not None and (n % 2 == 0 or painted is None) else painted
+        if skin is not None:
+            images.append(cv2.resize(skin, (size, size), interpolation=cv2.INTER_AREA))
+            kept.append(sample)
+    if not images:
+        return ArrayData(np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size, 1), np.uint8), [], [])
+    return ArrayData(np.stack(images), np.zeros((len(images), size, size, 1), np.uint8), kept, [])
+
+
+def _lesion_free_window(image: np.ndarray, near_lesion: np.ndarray, rng) -> np.ndarray | None:
+    """A random window of the photo's aspect that holds no pixel of `near_lesion`, or None."""
+    h, w = near_lesion.shape
+    fraction = rng.uniform(0.35, 0.7)
+    wh, ww = max(int(h * fraction), 8), max(int(w * fraction), 8)
+    inside = cv2.integral(near_lesion)  # (h+1, w+1) running sums: a window's sum in 4 lookups
+    sums = inside[wh:, ww:] - inside[:-wh, ww:] - inside[wh:, :-ww] + inside[:-wh, :-ww]
+    free = np.argwhere(sums == 0)
+    if not len(free):
+        return None
+    y, x = free[rng.integers(len(free))]
+    return image[y:y + wh, x:x + ww]
+
+
+def _painted_out(image: np.ndarray, near_lesion: np.ndarray, max_area: float = 0.15) -> np.ndarray | None:
+    """The photo with its (dilated) lesion filled from the surrounding skin, or None if too large."""
+    if near_lesion.mean() > max_area:
+        return None
+    return cv2.inpaint(image, near_lesion * 255, 7, cv2.INPAINT_TELEA)
+
+
+def concatenate_arrays(first: ArrayData, second: ArrayData) -> ArrayData:
+    return ArrayData(np.concatenate([first.images, second.images]), np.concatenate([first.targets, second.targets]),
+                     first.kept + second.kept, first.failed + second.failed)
+
+
 def load_crop_arrays(
-    samples: list[Sample], classes: tuple[str, ...], size: int, margin: float = DEFAULT_CROP_MARGIN
+    samples: list[Sample], classes: tuple[str, ...], size: int, margin: float = DEFAULT_CROP_MARGIN,
+    colour_constancy: str = "none",
 ) -> ArrayData:
     """Lesion crops cut with the ground-truth mask by the runtime's own crop function."""
     index = {c: i for i, c in enumerate(classes)}
 
     def convert(sample, image, mask):
-        crop, _ = crop_to_lesion(image, mask, size, margin)
+        crop, _ = crop_to_lesion(image, mask, size, margin, colour_constancy)
         return crop, index[sample.label]
 
     return _decode_all(samples, f"cropping {len(samples)} lesions", convert)

@@ -11,7 +11,8 @@ from dermedge.datasets import read_dataset, read_mask
 from dermedge.errors import DermedgeError
 from dermedge.metrics import segmentation_metrics
 from dermedge.splits import split_dataset, write_split_csv
-from dermedge.train.data import ArrayData, load_segmentation_arrays, segmentation_dataset
+from dermedge.train.data import (ArrayData, concatenate_arrays, load_lesion_free_arrays,
+                                 load_segmentation_arrays, segmentation_dataset)
 from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from edge_runtime.postprocess import clean_mask
@@ -53,12 +54,21 @@ def train_segmenter(config: SegmentConfig) -> dict:
     if "train" not in arrays or "val" not in arrays:
         raise DermedgeError("too few lesions to split into train and val: use more images")
 
+    training = arrays["train"]
+    if config.negatives:
+        wanted = round(config.negatives * len(training.images))
+        skin = load_lesion_free_arrays(splits["train"], config.input_size, wanted, config.seed)
+        print(f"  lesion-free training images: {len(skin.images)} of {wanted} wanted", flush=True)
+        training = concatenate_arrays(training, skin)
+
     strategy = distribution_strategy(config.strategy, config.logical_cpus)
     print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
     with strategy.scope():
-        model = build_segmenter(config.input_size, config.base_filters, config.depth,
-                                config.max_filters, config.decoder, config.encoder, config.encoder_weights)
-    train_data = segmentation_dataset(arrays["train"], config.batch_size, augment=True, seed=config.seed,
+        model = build_segmenter(config.input_size, config.base_filters, config.depth, config.max_filters,
+                                config.decoder, config.encoder, None if config.init_from else config.encoder_weights)
+        if config.init_from:
+            model.set_weights(_continue_from(Path(config.init_from), model).get_weights())
+    train_data = segmentation_dataset(training, config.batch_size, augment=True, seed=config.seed,
                                       augmentation=config.augment)
     validation = segmentation_dataset(arrays["val"], config.batch_size, augment=False)
 
@@ -74,7 +84,8 @@ def train_segmenter(config: SegmentConfig) -> dict:
     # An interrupted run resumes its fine-tune phase from the last finished epoch when started again
     # with the same --out; the warm-up is then already inside the backed-up weights.
     backup = out / "backup"
-    frozen = encoder_layers(model) if config.warmup_epochs and not backup.exists() else []
+    warm_up = config.warmup_epochs and not config.init_from and not backup.exists()
+    frozen = encoder_layers(model) if warm_up else []
     warmup_file, warmup_weights = backup / "warmup_history.json", backup / "warmup.weights.h5"
     warmup: dict = json.loads(warmup_file.read_text()) if warmup_file.is_file() else {}
     if warmup_weights.is_file():  # a later epoch's backup, if any, replaces these
@@ -119,3 +130,18 @@ def train_segmenter(config: SegmentConfig) -> dict:
                                                     "dice_worst_decile", "dice_p10")}
     write_json(out / "summary.json", report)
     return report
+
+
+def _continue_from(path: Path, built):
+    """A segmenter saved by an earlier run, whose weights start this one (e.g. a fine-tune with
+    lesion-free images added). Only the weights are taken, so the options must describe the same
+    architecture as the saved model."""
+    from dermedge.train.models import load_trained_model
+
+    model = load_trained_model(path, "segmenter")
+    same = model.input_shape == built.input_shape and \
+        [w.shape for w in model.weights] == [w.shape for w in built.weights]
+    if not same:
+        raise DermedgeError(f"--init-from {path}: not the architecture these options build "
+                            f"(--encoder, --input-size, --base-filters, --depth, --max-filters)")
+    return model
