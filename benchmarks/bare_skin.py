@@ -14,13 +14,13 @@ would analyse (neither `no_lesion` nor `lesion_too_small`; a lesion cut by the b
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dermedge.datasets import read_label_table, read_mask, read_rgb
+from report_json import emit  # benchmarks/, beside this script
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.quality import assess_lesion
 
@@ -74,10 +74,7 @@ def main() -> None:
               "bundles": {name: {"phantom_lesions": counts[name], "phantom_fraction": counts[name] / max(n, 1),
                                  "median_peak_probability": float(np.median(peaks[name])) if n else None}
                           for name in pipelines}}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

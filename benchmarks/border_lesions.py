@@ -12,12 +12,12 @@ the same images; the gate's decision on the ground-truth mask is the reference.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from dermedge.datasets import read_label_table, read_mask, read_rgb
+from report_json import emit  # benchmarks/, beside this script
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.quality import assess_lesion, border_fraction
 
@@ -67,10 +67,7 @@ def main() -> None:
                             "recall": float((c & gate).sum() / max(gate.sum(), 1)),
                             "precision": float((c & gate).sum() / max(c.sum(), 1)),
                             "agreement": float((c == gate).mean())}}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from dermedge.commands.batch import progress_bar
 from dermedge.datasets import read_label_table
 from dermedge.metrics import balanced_accuracy
 from edge_runtime.image_io import read_image
+from report_json import emit  # benchmarks/, beside this script
 from edge_runtime.pipeline import TTA_VIEWS, Pipeline
 
 VIEWS = {  # the eight symmetries of the square; the first four are what `--tta` averages
@@ -79,10 +79,7 @@ def main() -> None:
             (score(probs, y, ("identity",) + rest), ("identity",) + rest)
             for rest in itertools.combinations(list(VIEWS)[1:], 3)),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
