@@ -290,7 +290,7 @@ def export_bundle(config: ExportConfig) -> ExportResult:
                 model = transforms.model(variant.transform, role, models[role])
             path = out / f"{role}_{variant.name}{variant.suffix}"
             metrics[role] = _export_one(variant, role, model, path, labels, sizes[role], data, reference[role],
-                                        config.float_layers)
+                                        config.float_layers, config.bias_correction)
             files[role] = tflite_file_record(out, path) if variant.format == "tflite" else file_record(out, path)
             failures += _below_floor(variant.name, role, metrics[role], config.agreement_floor)
         entry = {"format": variant.format, "quantization": variant.quantization,
@@ -336,9 +336,15 @@ def export_bundle(config: ExportConfig) -> ExportResult:
 
 
 def _export_one(variant: Variant, role: str, model, path: Path, labels, size: int, data: _Data, reference,
-                float_layers: int = tflite.FLOAT_LAYERS):
+                float_layers: int = tflite.FLOAT_LAYERS, bias_correction: bool = True):
     if variant.format == "tflite":
         representative = data.seg_rep if role == "segmenter" else data.cls_rep
+        corrected = None
+        if bias_correction and variant.bias_corrected and representative is not None:
+            from dermedge.export.bias_correction import bias_corrected
+
+            flat = flatten_classifier(model) if role == "classifier" else model
+            model, corrected = bias_corrected(flat, representative)
         content, conversion = tflite.convert(
             model, variant.quantization,
             tflite.representative_from(representative) if representative is not None else None, float_layers)
@@ -351,6 +357,8 @@ def _export_one(variant: Variant, role: str, model, path: Path, labels, size: in
         else:
             probs = runner.run(data.cls_test.images)
             figures = classifier_figures(reference, probs, data.cls_test.targets, labels)
+        if corrected is not None:
+            conversion = {**conversion, "bias_correction": {"layers": corrected, "images": int(len(representative))}}
         return {**figures, **({"conversion": conversion} if conversion else {})}
     mlmodel = coreml.convert(model, role, labels, variant.quantization)
     mlmodel.save(str(path))

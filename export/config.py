@@ -22,6 +22,7 @@ class ExportConfig:
     fine_tune_epochs: int = 2
     qat_epochs: int = 2
     float_layers: int = FLOAT_LAYERS  # int8-mixed: how many of the worst-quantized tensors stay in float
+    bias_correction: bool = True  # int8 (and pruned-int8): cancel the mean weight-rounding error first
     fine_tune_images: int = 0
     batch_size: int = 32
     agreement_floor: float = 0.9

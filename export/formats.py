@@ -25,6 +25,13 @@ class Variant:
         return ".tflite" if self.format == "tflite" else ".mlpackage"
 
     @property
+    def bias_corrected(self) -> bool:
+        """Full-integer post-training quantization of every layer: its weight rounding is
+        bias-corrected first (export/bias_correction.py). Not int8-mixed, whose float layers would
+        carry a correction for rounding they never get, nor QAT, whose training already saw it."""
+        return self.quantization == "int8" and self.transform != "qat"
+
+    @property
     def integer(self) -> bool:
         """Full-integer activations (uint8 input): needs a representative set, runs int8 kernels."""
         return self.quantization in INTEGER_QUANTIZATIONS
@@ -40,7 +47,8 @@ VARIANTS: tuple[Variant, ...] = (
             baseline="fp32"),
     Variant("int8", "tflite", "int8", None,
             "full-integer post-training quantization, uint8 input (scale 1, zero point 0: camera bytes go "
-            "straight in), --representative training images (default 200) calibrate", baseline="fp32"),
+            "straight in), --representative training images (default 200) calibrate, weight rounding "
+            "bias-corrected on them (--no-bias-correction: off)", baseline="fp32"),
     Variant("int8-mixed", "tflite", MIXED_QUANTIZATION, None,
             "int8, except the --float-layers (default 3) tensors with the largest quantization error "
             "(TFLite QuantizationDebugger, RMSE in quantization steps, on 50 calibration images) kept in "
@@ -48,7 +56,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("pruned-int8", "tflite", "int8", "prune",
             "prune_low_magnitude, polynomial schedule to --sparsity (default 50%; Conv2D/Dense with ≥1024 "
             "weights), --fine-tune-epochs (default 2; the classifier distilled from the float model), "
-            "strip_pruning, full-integer", baseline="int8"),
+            "strip_pruning, full-integer, bias-corrected as int8", baseline="int8"),
     Variant("qat-int8", "tflite", "int8", "qat",
             "tfmot quantization-aware training with activation ranges calibrated first, --qat-epochs "
             "(default 2; the classifier distilled from the float model), full-integer", baseline="int8"),

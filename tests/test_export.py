@@ -64,6 +64,51 @@ def test_tflite_variants_agree_with_keras(bundle):
     # not thresholded masks: int8 must stay within a few quantization steps of Keras.
     assert m["variants"]["int8"]["metrics"]["segmenter"]["mean_prob_diff"] < 0.05
     assert m["variants"]["fp32"]["metrics"]["segmenter"]["mean_prob_diff"] < 1e-4
+    for role in ("segmenter", "classifier"):  # int8 is bias-corrected, int8-mixed and QAT are not
+        assert m["variants"]["int8"]["metrics"][role]["conversion"]["bias_correction"]["layers"] > 0
+        assert "bias_correction" not in m["variants"]["int8-mixed"]["metrics"][role].get("conversion", {})
+        assert "bias_correction" not in m["variants"]["qat-int8"]["metrics"][role].get("conversion", {})
+
+
+def test_bias_correction_cancels_the_mean_int8_rounding_error():
+    """A conv whose BatchNorm amplifies it 40x (as fine-tuning leaves EfficientNet-Lite0's stem): after
+    correction, the int8-rounded weights give the float model's mean pre-activation on the images."""
+    import numpy as np
+    import tensorflow as tf
+
+    from dermedge.export.bias_correction import bias_corrected
+
+    keras = tf.keras
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="normalize")(inputs)
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(x)
+    outputs = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    model.get_layer("conv").set_weights([rng.normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32)])
+    model.get_layer("bn").set_weights([np.ones(4, np.float32), np.zeros(4, np.float32),
+                                       np.zeros(4, np.float32), np.full(4, 1e-4, np.float32)])
+    images = (150 + rng.normal(0, 5, (32, 12, 12, 3))).clip(0, 255).astype(np.float32)  # bright, low contrast
+
+    def rounded(m):  # the same model with its folded weights rounded as TFLite does
+        copy = keras.models.clone_model(m)
+        copy.set_weights(m.get_weights())
+        kernel = copy.get_layer("conv").get_weights()[0]
+        gamma, _, _, var = copy.get_layer("bn").get_weights()
+        scale = gamma / np.sqrt(var + copy.get_layer("bn").epsilon)
+        folded = kernel * scale
+        step = np.abs(folded).max(axis=(0, 1, 2)) / 127
+        copy.get_layer("conv").set_weights([(np.round(folded / step) * step / scale).astype(np.float32)])
+        return copy
+
+    want = model.predict(images, verbose=0).mean(axis=(0, 1, 2))
+    plain = rounded(model).predict(images, verbose=0).mean(axis=(0, 1, 2))
+    corrected, layers = bias_corrected(model, images)
+    fixed = rounded(corrected).predict(images, verbose=0).mean(axis=(0, 1, 2))
+    assert layers == 1
+    assert np.abs(plain - want).max() > 0.05  # the rounding error this guards against is there
+    assert np.abs(fixed - want).max() < 0.1 * np.abs(plain - want).max()
+    np.testing.assert_array_equal(model.get_layer("bn").get_weights()[2], np.zeros(4))  # the original is untouched
 
 
 def test_agreement_floor_fails_loudly(tiny_runs, tmp_path):

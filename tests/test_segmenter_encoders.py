@@ -85,3 +85,27 @@ def test_train_segment_with_a_pretrained_encoder_warms_up_then_exports(ham_dir, 
     assert manifest["segmenter"]["encoder"] == "mobilenetv2"
     assert manifest["segmenter"]["normalization"].startswith("(x - 127.5) / 127.5")
     assert manifest["variants"]["int8"]["metrics"]["segmenter"]["mask_dice_vs_float"] > 0.5
+
+
+def test_skip_projection_narrows_the_skips_and_continues_the_saved_encoder(tmp_path):
+    from dermedge.errors import DermedgeError
+    from dermedge.train.models import build_segmenter
+    from dermedge.train.segment import _continue_from
+
+    plain = build_segmenter(64, encoder="mobilenetv2", encoder_weights=None)
+    saved = tmp_path / "segmenter.keras"
+    plain.save(saved)
+    narrow = build_segmenter(64, encoder="mobilenetv2", encoder_weights=None, skip_projection=True)
+    assert [int(narrow.get_layer(f"skip{level}").input[1].shape[-1]) for level in (1, 2, 3)] == [16, 32, 64]
+    assert narrow.count_params() < plain.count_params()
+
+    fresh = _continue_from(saved, narrow)
+    assert set(fresh) == {f"skip{level}_proj{part}" for level in (1, 2, 3) for part in ("", "_bn")} | \
+        {f"dec{level}_conv1" for level in (1, 2, 3)}
+    for name in ("Conv1", "block_6_expand", "up2_conv", "dec2_conv2", "mask"):  # encoder and unchanged decoder
+        for got, want in zip(narrow.get_layer(name).get_weights(), plain.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(DermedgeError, match="not the architecture"):  # another encoder never half-loads
+        _continue_from(saved, build_segmenter(64, encoder="efficientnet-lite0", encoder_weights=None))
+    with pytest.raises(DermedgeError, match="--skip-projection"):
+        build_segmenter(64, skip_projection=True)  # the scratch U-Net's skips are already narrow

@@ -21,6 +21,7 @@ class SegmentConfig:
     decoder: str = "unet"
     encoder: str = "none"  # "none" (scratch U-Net) or a backbone of train.backbones (pretrained encoder)
     encoder_weights: str | None = None  # a local file, "imagenet" (the backbone's own source) or None
+    skip_projection: bool = False  # 1x1 convs narrow a pretrained encoder's skips to the decoder's width
     warmup_epochs: int = 0  # a pretrained encoder stays frozen for these first epochs
     augment: str = "basic"  # "basic" (flips, zoom, light colour) or "device" (other dermatoscopes too)
     negatives: float = 0.0  # lesion-free images (empty masks) added to training, per training photo

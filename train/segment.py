@@ -65,9 +65,13 @@ def train_segmenter(config: SegmentConfig) -> dict:
     print(f"  distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)", flush=True)
     with strategy.scope():
         model = build_segmenter(config.input_size, config.base_filters, config.depth, config.max_filters,
-                                config.decoder, config.encoder, None if config.init_from else config.encoder_weights)
+                                config.decoder, config.encoder, None if config.init_from else config.encoder_weights,
+                                config.skip_projection)
         if config.init_from:
-            model.set_weights(_continue_from(Path(config.init_from), model).get_weights())
+            fresh = _continue_from(Path(config.init_from), model)
+            if fresh:
+                print(f"  --init-from: {len(fresh)} decoder layers start fresh ({', '.join(fresh)}); "
+                      "every other layer continues", flush=True)
     train_data = segmentation_dataset(training, config.batch_size, augment=True, seed=config.seed,
                                       augmentation=config.augment)
     validation = segmentation_dataset(arrays["val"], config.batch_size, augment=False)
@@ -84,7 +88,7 @@ def train_segmenter(config: SegmentConfig) -> dict:
     # An interrupted run resumes its fine-tune phase from the last finished epoch when started again
     # with the same --out; the warm-up is then already inside the backed-up weights.
     backup = out / "backup"
-    warm_up = config.warmup_epochs and not config.init_from and not backup.exists()
+    warm_up = config.warmup_epochs and not backup.exists()
     frozen = encoder_layers(model) if warm_up else []
     warmup_file, warmup_weights = backup / "warmup_history.json", backup / "warmup.weights.h5"
     warmup: dict = json.loads(warmup_file.read_text()) if warmup_file.is_file() else {}
@@ -132,16 +136,27 @@ def train_segmenter(config: SegmentConfig) -> dict:
     return report
 
 
-def _continue_from(path: Path, built):
-    """A segmenter saved by an earlier run, whose weights start this one (e.g. a fine-tune with
-    lesion-free images added). Only the weights are taken, so the options must describe the same
-    architecture as the saved model."""
-    from dermedge.train.models import load_trained_model
+def _continue_from(path: Path, built) -> list[str]:
+    """Start `built` from a segmenter saved by an earlier run (e.g. a fine-tune with lesion-free
+    images added); returns the names of the layers that start fresh.
+
+    Only weights are taken, layer by layer by name. The encoder must match the saved one exactly;
+    decoder layers the options change (e.g. --skip-projection) start from their initialisation,
+    which is what a frozen-encoder warm-up (--warmup-epochs) is for."""
+    from dermedge.train.models import DECODER_PREFIXES, load_trained_model
 
     model = load_trained_model(path, "segmenter")
-    same = model.input_shape == built.input_shape and \
-        [w.shape for w in model.weights] == [w.shape for w in built.weights]
-    if not same:
-        raise DermedgeError(f"--init-from {path}: not the architecture these options build "
-                            f"(--encoder, --input-size, --base-filters, --depth, --max-filters)")
-    return model
+    saved = {layer.name: layer for layer in model.layers if layer.weights}
+    fresh = []
+    for layer in built.layers:
+        if not layer.weights:
+            continue
+        source = saved.get(layer.name)
+        if source is not None and [w.shape for w in source.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(source.get_weights())
+        elif layer.name.startswith(DECODER_PREFIXES) and model.input_shape == built.input_shape:
+            fresh.append(layer.name)
+        else:
+            raise DermedgeError(f"--init-from {path}: not the architecture these options build "
+                                f"(--encoder, --input-size, --base-filters, --depth, --max-filters)")
+    return fresh
