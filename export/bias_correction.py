@@ -25,14 +25,15 @@ CONVS = ("Conv2D", "DepthwiseConv2D")
 
 
 def _pairs(model) -> list[tuple[object, object | None]]:
-    """(conv, BatchNormalization reading it or None) for every conv whose bias can absorb a shift."""
+    """(conv, BatchNormalization reading it or None) for every conv whose bias can absorb a shift
+    (depthwise convs with one filter per channel, as every backbone here has)."""
     readers = {}
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             readers[id(layer.input)] = layer
     pairs = []
     for layer in model.layers:
-        if type(layer).__name__ in CONVS:
+        if type(layer).__name__ in CONVS and getattr(layer, "depth_multiplier", 1) == 1:
             bn = readers.get(id(layer.output))
             if bn is not None or layer.use_bias:
                 pairs.append((layer, bn))
