@@ -7,7 +7,8 @@ up to 55x (low-contrast skin gives those filters little variance to normalise), 
 rounding step of those weights times the near-constant local brightness is several int8 steps of the
 activation (TFLite's QuantizationDebugger: 4 steps there, under 0.8 everywhere else). Shifting each
 channel's bias by -E[Δw · x], with E[x] measured on the representative images, removes that mean: on
-validation crops int8 top-1 agreement with float went from 0.904 to 0.928 (docs/experiments.md).
+validation crops int8 top-1 agreement with float went from 0.899 to 0.920 (benchmarks/int8_agreement.py;
+docs/experiments.md).
 
 The converter folds BatchNorm into the conv and rounds per output channel, symmetric, to
 max|w| / 127; this module simulates exactly that rounding and moves the bias (the BatchNorm's

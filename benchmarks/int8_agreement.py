@@ -1,0 +1,104 @@
+"""How far each integer form of the classifier keeps float's decisions, on the validation crops.
+
+Why: the classifier issue asks int8 to agree with float on >= 95% of labels. This converts the
+trained Keras classifier in several forms with the export's own converter settings and scores each
+against the Keras probabilities on the validation split's ground-truth crops: `dynamic` (int8
+weights only), `int8` as converted without and with bias correction (export/bias_correction.py),
+`int8` with more representative images, and `int8` with the tensors matching --float-tensors kept in
+float. `docs/experiments.md`, *int8 bias correction*, holds the figures.
+
+    python benchmarks/int8_agreement.py [--run runs/classify] [--forms dynamic,int8,int8-bias-corrected]
+        [--representative 200] [--float-tensors stem_relu,block0_dw_relu] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+from dermedge.metrics import classification_metrics  # noqa: E402
+from dermedge.splits import read_split_csv  # noqa: E402
+from dermedge.train.data import load_crop_arrays  # noqa: E402
+from dermedge.train.models import load_trained_model  # noqa: E402
+from dermedge.train.tf_env import tensorflow  # noqa: E402
+from dermedge.export import tflite  # noqa: E402
+from dermedge.export.bias_correction import bias_corrected  # noqa: E402
+from dermedge.export.keras_io import flatten_classifier  # noqa: E402
+from edge_runtime.interpreter import TFLiteModel  # noqa: E402
+from report_json import emit  # noqa: E402  benchmarks/, beside this script
+
+FORMS = ("dynamic", "int8", "int8-bias-corrected", "int8-float-tensors")
+
+
+def convert(model, form: str, representative: np.ndarray, float_tensors: list[str]) -> bytes:
+    """The .tflite bytes of one form, with the export's converter settings."""
+    tf = tensorflow()
+    rep = tflite.representative_from(representative)
+    if form == "dynamic":
+        return tflite.convert(model, "dynamic")[0]
+    if form == "int8":
+        return tflite.convert(model, "int8", rep)[0]
+    if form == "int8-bias-corrected":
+        return tflite.convert(bias_corrected(flatten_classifier(model), representative)[0], "int8", rep)[0]
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    tflite._integer_converter(tf, converter, rep)
+    names = [row["tensor"] for row in tflite.quantization_errors(converter, rep)]
+    denied = [name for name in names if any(key in name for key in float_tensors)]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=tflite._debug_dataset(rep),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied))
+    return debugger.get_nondebug_quantized_model()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/classify"))
+    parser.add_argument("--forms", default=",".join(FORMS))
+    parser.add_argument("--representative", type=int, default=200, help="training crops that calibrate")
+    parser.add_argument("--float-tensors", default="stem_relu,block0_dw_relu",
+                        help="int8-float-tensors: tensors whose name holds one of these stay in float")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    forms = [f.strip() for f in args.forms.split(",") if f.strip()]
+    unknown = sorted(set(forms) - set(FORMS))
+    if unknown:
+        parser.error(f"unknown form(s) {', '.join(unknown)}: use {', '.join(FORMS)}")
+
+    config = json.loads((args.run / "config.json").read_text())
+    classes = tuple(json.loads((args.run / "summary.json").read_text())["classes"])
+    splits = read_split_csv(args.run / "split.csv")
+    size, colour = int(config["input_size"]), config.get("colour_constancy", "none")
+    margin = config.get("crop_margin")
+    extra = {} if margin is None else {"margin": margin}
+    order = np.random.default_rng(0).permutation(len(splits["train"]))[:args.representative]
+    representative = load_crop_arrays([splits["train"][i] for i in order], classes, size,
+                                      colour_constancy=colour, **extra).images
+    val = load_crop_arrays(splits["val"], classes, size, colour_constancy=colour, **extra)
+    model = load_trained_model(args.run / "classifier.keras", "classifier")
+    reference = model.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
+
+    rows = {}
+    for form in forms:
+        probs = TFLiteModel(content=convert(model, form, representative, args.float_tensors.split(","))).run(val.images)
+        metrics = classification_metrics(val.targets, probs, classes)
+        rows[form] = {"top1_agreement": round(float((probs.argmax(1) == reference.argmax(1)).mean()), 4),
+                      "balanced_accuracy": round(metrics["balanced_accuracy"], 4),
+                      "macro_auc": round(metrics["macro_auc"], 4),
+                      "max_prob_diff": round(float(np.abs(probs - reference).max()), 3)}
+        print(form, rows[form], flush=True)
+    float_metrics = classification_metrics(val.targets, reference, classes)
+    emit({"run": str(args.run), "split": "val", "n": int(len(val.targets)),
+          "representative": int(len(representative)), "float_tensors": args.float_tensors,
+          "float": {"balanced_accuracy": round(float_metrics["balanced_accuracy"], 4),
+                    "macro_auc": round(float_metrics["macro_auc"], 4)},
+          "forms": rows}, args.json)
+
+
+if __name__ == "__main__":
+    main()
