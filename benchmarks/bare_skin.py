@@ -13,14 +13,13 @@ would analyse (neither `no_lesion` nor `lesion_too_small`; a lesion cut by the b
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dermedge.datasets import read_label_table, read_mask, read_rgb
-from report_json import emit  # benchmarks/, beside this script
+from report_json import bundle_split_parser, emit  # benchmarks/, beside this script
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.quality import assess_lesion
 
@@ -47,14 +46,8 @@ def lesion_free_patches(images: Path, masks: Path, ids: list[str], limit: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", action="append", default=None, help="Repeat to compare bundles (default: shipped).")
-    parser.add_argument("--variant", default="int8-mixed")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
-    parser.add_argument("--labels", type=Path, default=Path("runs/classify/split.csv"))
-    parser.add_argument("--split", default="val")
+    parser = bundle_split_parser(__doc__.splitlines()[0], "int8-mixed")
     parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     bundles = args.bundle or [None]

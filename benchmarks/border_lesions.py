@@ -11,13 +11,12 @@ the same images; the gate's decision on the ground-truth mask is the reference.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from dermedge.datasets import read_label_table, read_mask, read_rgb
-from report_json import emit  # benchmarks/, beside this script
+from report_json import bundle_split_parser, emit  # benchmarks/, beside this script
 from edge_runtime.pipeline import Pipeline
 from edge_runtime.quality import assess_lesion, border_fraction
 
@@ -25,13 +24,7 @@ CUT = "lesion_cut_by_border"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", action="append", default=None, help="Repeat to compare bundles (default: shipped).")
-    parser.add_argument("--variant", default="int8")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
-    parser.add_argument("--labels", type=Path, default=Path("runs/classify/split.csv"))
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--json", type=Path, default=None)
+    parser = bundle_split_parser(__doc__.splitlines()[0], "int8")
     args = parser.parse_args()
 
     pipelines = {str(b or "shipped"): Pipeline.load(b, args.variant, num_threads=2) for b in args.bundle or [None]}

@@ -26,10 +26,8 @@ from dermedge.metrics import classification_metrics  # noqa: E402
 from dermedge.splits import read_split_csv  # noqa: E402
 from dermedge.train.data import load_crop_arrays  # noqa: E402
 from dermedge.train.models import load_trained_model  # noqa: E402
-from dermedge.train.tf_env import tensorflow  # noqa: E402
 from dermedge.export import tflite  # noqa: E402
 from dermedge.export.bias_correction import bias_corrected  # noqa: E402
-from dermedge.export.keras_io import flatten_classifier  # noqa: E402
 from edge_runtime.interpreter import TFLiteModel  # noqa: E402
 from report_json import emit  # noqa: E402  benchmarks/, beside this script
 
@@ -38,22 +36,14 @@ FORMS = ("dynamic", "int8", "int8-bias-corrected", "int8-float-tensors")
 
 def convert(model, form: str, representative: np.ndarray, float_tensors: list[str]) -> bytes:
     """The .tflite bytes of one form, with the export's converter settings."""
-    tf = tensorflow()
     rep = tflite.representative_from(representative)
     if form == "dynamic":
         return tflite.convert(model, "dynamic")[0]
     if form == "int8":
         return tflite.convert(model, "int8", rep)[0]
     if form == "int8-bias-corrected":
-        return tflite.convert(bias_corrected(flatten_classifier(model), representative)[0], "int8", rep)[0]
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    tflite._integer_converter(tf, converter, rep)
-    names = [row["tensor"] for row in tflite.quantization_errors(converter, rep)]
-    denied = [name for name in names if any(key in name for key in float_tensors)]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=tflite._debug_dataset(rep),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied))
-    return debugger.get_nondebug_quantized_model()
+        return tflite.convert(bias_corrected(model, representative)[0], "int8", rep)[0]
+    return tflite.convert_keeping_in_float(model, rep, float_tensors)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dermedge.export.keras_io import flatten_classifier
 from dermedge.train.tf_env import tensorflow
 
 CONVS = ("Conv2D", "DepthwiseConv2D")
@@ -63,11 +64,13 @@ def _input_means(model, pairs, images: np.ndarray, batch_size: int) -> list[np.n
 
 
 def bias_corrected(model, images: np.ndarray, batch_size: int = 16):
-    """A copy of a flat Keras model (no nested backbone) whose biases cancel the mean int8 weight
-    rounding error on `images` (0..255 RGB, as the model takes them); returns (model, layers corrected)."""
+    """A flat copy of a Keras model (a nested backbone inlined) whose biases cancel the mean int8
+    weight-rounding error on `images` (0..255 RGB, as the model takes them); returns (model, layers
+    corrected)."""
     tf = tensorflow()
-    corrected = tf.keras.models.clone_model(model)
-    corrected.set_weights(model.get_weights())
+    flat = flatten_classifier(model)
+    corrected = tf.keras.models.clone_model(flat)
+    corrected.set_weights(flat.get_weights())
     pairs = _pairs(corrected)
     if not pairs:
         return corrected, 0

@@ -343,8 +343,7 @@ def _export_one(variant: Variant, role: str, model, path: Path, labels, size: in
         if bias_correction and variant.bias_corrected and representative is not None:
             from dermedge.export.bias_correction import bias_corrected
 
-            flat = flatten_classifier(model) if role == "classifier" else model
-            model, corrected = bias_corrected(flat, representative)
+            model, corrected = bias_corrected(model, representative)
         content, conversion = tflite.convert(
             model, variant.quantization,
             tflite.representative_from(representative) if representative is not None else None, float_layers)

@@ -72,12 +72,28 @@ def _mixed_integer(tf, converter, representative, float_layers) -> tuple[bytes, 
     _integer_converter(tf, converter, representative)
     errors = quantization_errors(converter, representative)
     worst = [r["tensor"] for r in errors[:float_layers]]
+    rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
+    return _keep_in_float(tf, converter, representative, worst), {"float_layers": rounded[:float_layers],
+                                                                   "worst_int8_layers": rounded}
+
+
+def _keep_in_float(tf, converter, representative, tensors: list[str]) -> bytes:
+    """The integer conversion set up on `converter`, with `tensors` left in float."""
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=_debug_dataset(representative),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst))
-    rounded = [{**r, "scaled_rmse": round(r["scaled_rmse"], 4)} for r in errors[:10]]
-    return debugger.get_nondebug_quantized_model(), {"float_layers": rounded[:float_layers],
-                                                     "worst_int8_layers": rounded}
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=tensors))
+    return debugger.get_nondebug_quantized_model()
+
+
+def convert_keeping_in_float(model, representative: Callable[[], Iterable], name_parts: list[str]) -> bytes:
+    """Full-integer PTQ of `model` with every tensor whose name holds one of `name_parts` in float:
+    for probing which layers cost the agreement (`benchmarks/int8_agreement.py`)."""
+    tf = tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    _integer_converter(tf, converter, representative)
+    names = [row["tensor"] for row in quantization_errors(converter, representative)]
+    chosen = [name for name in names if any(part in name for part in name_parts)]
+    return _keep_in_float(tf, converter, representative, chosen)
 
 
 # A variant's `quantization` -> how the converter is set up for it.
