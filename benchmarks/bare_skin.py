@@ -46,7 +46,7 @@ def lesion_free_patches(images: Path, masks: Path, ids: list[str], limit: int):
 
 
 def main() -> None:
-    parser = bundle_split_parser(__doc__.splitlines()[0], "int8-mixed")
+    parser = bundle_split_parser(__doc__.splitlines()[0], "int8")
     parser.add_argument("--limit", type=int, default=300)
     args = parser.parse_args()
 

@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000, help="Stream frames (0: skip the stream).")
     parser.add_argument("--images", type=int, default=10_000, help="Images for predict (0: skip predict).")
-    parser.add_argument("--variant", default=None, help="Bundle variant (default: the bundle's, int8-mixed).")
+    parser.add_argument("--variant", default=None, help="Bundle variant (default: the bundle's).")
     parser.add_argument("--threads", type=int, default=1, help="Interpreter threads.")
     parser.add_argument("--size", default="640x480", help="Stream frame size.")
     parser.add_argument("--image-size", default="600x450", help="Size of the drawn JPEGs for predict.")

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BUNDLE=${1:-edge_runtime/default_bundle}
 NAME=${2:-shipped}
 DATA=${3:-../shared/data/ham10000}
-TTA=${TTA:-int8-mixed}  # variants also run with test-time augmentation
+TTA=${TTA:-int8}  # variants also run with test-time augmentation
 OUT=benchmarks/results/benchmark/$NAME
 mkdir -p "$OUT"
 dermedge benchmark --bundle "$BUNDLE" --images "$DATA/images" --masks "$DATA/masks" \

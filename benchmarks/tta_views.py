@@ -6,7 +6,7 @@ orientation-free (it is trained on all eight symmetries). The crop is cut once p
 -> crop, as `predict` does); the classifier runs on all eight views and the probabilities are kept,
 so every view set is scored from one pass.
 
-    python benchmarks/tta_views.py --split val [--bundle B] [--variant int8-mixed] [--json out.json]
+    python benchmarks/tta_views.py --split val [--bundle B] [--variant int8] [--json out.json]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ little as possible: `assess_image` (exposure, focus) needs only the pixels; `ass
 The image measures are taken on a grey copy scaled to `analysis_side` pixels on its long side, so
 the same thresholds hold for a 640x480 dermatoscope and a 4K phone camera. The defaults were set on
 2,000 HAM10000 images (the 200x150 copies in ../shared/data, i.e. at the analysis scale) run through
-the shipped int8-mixed segmenter:
+the int8-mixed scratch U-Net shipped then (the thresholds hold for the Lite0-encoder U-Net shipped since):
 - sharpness (variance of the Laplacian) < 6 rejects 0.1% of them, and passes 0.75% of the same images
   after a Gaussian blur of sigma 2 px (a lesion the camera is not focused on);
 - mean brightness spans 87..209 there; 40 and 230 leave room for real lighting before rejecting;

@@ -26,7 +26,7 @@ from dermedge.train.tf_env import tensorflow
 CONVS = ("Conv2D", "DepthwiseConv2D")
 
 
-def _pairs(model) -> list[tuple[object, object | None]]:
+def conv_bn_pairs(model) -> list[tuple[object, object | None]]:
     """(conv, BatchNormalization reading it or None) for every conv whose bias can absorb a shift
     (depthwise convs with one filter per channel, as every backbone here has)."""
     readers = {}
@@ -71,7 +71,7 @@ def bias_corrected(model, images: np.ndarray, batch_size: int = 16):
     flat = flatten_classifier(model)
     corrected = tf.keras.models.clone_model(flat)
     corrected.set_weights(flat.get_weights())
-    pairs = _pairs(corrected)
+    pairs = conv_bn_pairs(corrected)
     if not pairs:
         return corrected, 0
     means = _input_means(corrected, pairs, images, batch_size)

@@ -22,27 +22,30 @@ def lesion():
     return draw_lesion(np.random.default_rng(0))[0]
 
 
-def _bundle_with(tmp_path, variant: str, calibration: dict):
-    bundle = tmp_path / "bundle"
-    shutil.copytree(DEFAULT_BUNDLE, bundle)
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    manifest["variants"][variant]["calibration"] = calibration
-    manifest["variants"]["int8"].pop("calibration", None)  # one variant left with the model's own output
-    (bundle / MANIFEST).write_text(json.dumps(manifest))
-    return bundle
+def _bundle_with(path, calibration: dict | None):
+    """A copy of the shipped bundle whose int8 variant carries `calibration` (None: no entry, so the
+    runtime returns the model's own output)."""
+    shutil.copytree(DEFAULT_BUNDLE, path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["variants"]["int8"].pop("calibration", None)
+    if calibration is not None:
+        manifest["variants"]["int8"]["calibration"] = calibration
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    return path
 
 
 @pytest.mark.runtime
 def test_manifest_calibration_is_applied(tmp_path, lesion):
-    bundle = _bundle_with(tmp_path, "int8-mixed", {"temperature": 2.0, "malignant_threshold": 0.3,
-                                                   "min_confidence": 0.0})
-    result = Pipeline.load(bundle, "int8-mixed", 1).predict(lesion)
+    bundle = _bundle_with(tmp_path / "calibrated", {"temperature": 2.0, "malignant_threshold": 0.3,
+                                                    "min_confidence": 0.0})
+    result = Pipeline.load(bundle, "int8", 1).predict(lesion)
     raw = np.array(list(result.raw_probabilities.values()))
     np.testing.assert_allclose(list(result.probabilities.values()), apply_temperature(raw, 2.0), atol=1e-6)
     assert result.malignant_threshold == 0.3
     assert result.malignant == (result.malignant_probability >= 0.3)
-    plain = Pipeline.load(bundle, "int8", 1).predict(lesion)  # no calibration entry: model's own output
-    assert plain.probabilities == plain.raw_probabilities
+    plain = Pipeline.load(_bundle_with(tmp_path / "plain", None), "int8", 1).predict(lesion)
+    assert plain.probabilities == plain.raw_probabilities  # no calibration entry: the model's own output
+    np.testing.assert_allclose(list(plain.raw_probabilities.values()), raw, atol=1e-6)
 
 
 @pytest.mark.runtime
@@ -53,7 +56,7 @@ def test_inconclusive_reasons(tmp_path, lesion):
     assert black.inconclusive_reason == "underexposed" and "dark" in black.hint
     skin = np.full_like(lesion, (225, 180, 150)) + np.random.default_rng(1).integers(0, 20, lesion.shape, dtype=np.uint8)
     assert pipeline.predict(skin).inconclusive_reason in ("no_lesion", "lesion_too_small")
-    unsure = Pipeline.load(_bundle_with(tmp_path, "int8-mixed", {"min_confidence": 0.999}), "int8-mixed", 1)
+    unsure = Pipeline.load(_bundle_with(tmp_path / "unsure", {"min_confidence": 0.999}), "int8", 1)
     result = unsure.predict(lesion)
     assert result.inconclusive_reason == UNCERTAIN and result.to_dict()["inconclusive"] is True
     assert result.label in unsure.labels  # the answer is still reported, flagged
