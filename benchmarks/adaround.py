@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dermedge.export.bias_correction import conv_bn_pairs
+from dermedge.export.bias_correction import conv_bn_pairs, folding_scale, int8_step, lower_bias
 from dermedge.export.keras_io import flatten_classifier
 from dermedge.train.tf_env import tensorflow
 
@@ -86,28 +86,18 @@ def adarounded(model, images: np.ndarray, iterations: int = 600, batch: int = 8,
     for index, (conv, bn) in enumerate(pairs):
         depthwise = type(conv).__name__ == "DepthwiseConv2D"
         kernel = conv.get_weights()[0]
-        if bn is not None:
-            gamma, beta, moving_mean, moving_var = bn.get_weights()
-            scale = gamma / np.sqrt(moving_var + bn.epsilon)
-        else:
-            scale = np.ones(kernel.shape[2] if depthwise else kernel.shape[3], np.float32)
+        scale = folding_scale(conv, bn)
+        channel_axis = 2 if depthwise else 3  # depthwise kernels are (h, w, channels, 1)
         channel_shape = (1, 1, -1, 1) if depthwise else (1, 1, 1, -1)
         folded = kernel * scale.reshape(channel_shape)
-        step = np.abs(folded).max(axis=(0, 1, 3) if depthwise else (0, 1, 2), keepdims=True) / 127.0
-        step = np.where(step > 0, step, 1.0).astype(np.float32)
+        step = int8_step(folded, channel_axis).astype(np.float32)
         x = _outputs(rounded, conv.input, images)  # the input as the rounded model so far makes it
         target = _outputs(original, by_name[conv.name].output, images) * scale.reshape(1, 1, 1, -1)
         weights = _round_layer(conv, x, target, step, folded / step, iterations, batch, lam, lr, index) * step
         output = np.concatenate([_conv(conv, x[i:i + 32], weights).numpy() for i in range(0, len(x), 32)])
-        shift = (output - target).mean(axis=(0, 1, 2))
         live = np.abs(scale) > 1e-12
-        safe = np.where(live, scale, 1.0)
-        conv.set_weights([np.where(live.reshape(channel_shape), weights / safe.reshape(channel_shape),
-                                   kernel).astype(kernel.dtype)] + conv.get_weights()[1:])
-        if bn is not None:
-            moving_mean = np.where(live, moving_mean + shift / safe, moving_mean)
-            bn.set_weights([gamma, beta, moving_mean.astype(gamma.dtype), moving_var])
-        else:
-            bias = conv.get_weights()[1]
-            conv.set_weights([conv.get_weights()[0], (bias - shift).astype(bias.dtype)])
+        safe = np.where(live, scale, 1.0).reshape(channel_shape)
+        conv.set_weights([np.where(live.reshape(channel_shape), weights / safe, kernel).astype(kernel.dtype)]
+                         + conv.get_weights()[1:])
+        lower_bias(conv, bn, scale, (output - target).mean(axis=(0, 1, 2)))
     return rounded, len(pairs)

@@ -105,7 +105,7 @@ def main() -> None:
                                       colour_constancy=colour, **extra).images
             rounded, layers = adarounded(model, images)
             in_float = rounded.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
-            content = tflite.convert(rounded, "int8", tflite.representative_from(representative))[0]
+            content = convert(rounded, "int8", representative, [])
             rows[form] = {**agreement_row(TFLiteModel(content=content).run(val.images), reference, val.targets, classes),
                           "layers": layers, "images": int(len(images)),
                           "rounded_weights_in_float": agreement_row(in_float, reference, val.targets, classes)}

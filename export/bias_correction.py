@@ -42,11 +42,39 @@ def conv_bn_pairs(model) -> list[tuple[object, object | None]]:
     return pairs
 
 
-def _rounding_error(folded: np.ndarray, channel_axis: int) -> np.ndarray:
-    """int8 per-channel symmetric rounding error of `folded` weights (TFLite's scheme)."""
+def folding_scale(conv, bn) -> np.ndarray:
+    """The per-output-channel factor the converter folds into `conv`'s kernel: its BatchNorm's
+    gamma / sqrt(var + eps), or 1 without one."""
+    if bn is not None:
+        gamma, _, _, moving_var = bn.get_weights()
+        return gamma / np.sqrt(moving_var + bn.epsilon)
+    kernel = conv.get_weights()[0]
+    return np.ones(kernel.shape[2] if type(conv).__name__ == "DepthwiseConv2D" else kernel.shape[3], kernel.dtype)
+
+
+def int8_step(folded: np.ndarray, channel_axis: int) -> np.ndarray:
+    """TFLite's per-channel symmetric int8 step of `folded` weights, max|w| / 127 (keepdims)."""
     axes = tuple(a for a in range(folded.ndim) if a != channel_axis % folded.ndim)
     step = np.abs(folded).max(axis=axes, keepdims=True) / 127.0
-    step = np.where(step > 0, step, 1.0)
+    return np.where(step > 0, step, 1.0)
+
+
+def lower_bias(conv, bn, scale: np.ndarray, shift: np.ndarray) -> None:
+    """Lower the folded bias of `conv` by `shift` per output channel: through its BatchNorm's moving
+    mean (the folded bias is beta - moving_mean * scale) or its own bias."""
+    if bn is None:
+        weights = conv.get_weights()
+        conv.set_weights([weights[0], (weights[1] - shift).astype(weights[1].dtype)])
+        return
+    gamma, beta, moving_mean, moving_var = bn.get_weights()
+    live = np.abs(scale) > 1e-12
+    moving_mean = np.where(live, moving_mean + shift / np.where(live, scale, 1.0), moving_mean)
+    bn.set_weights([gamma, beta, moving_mean.astype(gamma.dtype), moving_var])
+
+
+def _rounding_error(folded: np.ndarray, channel_axis: int) -> np.ndarray:
+    """int8 per-channel symmetric rounding error of `folded` weights (TFLite's scheme)."""
+    step = int8_step(folded, channel_axis)
     return np.round(folded / step) * step - folded
 
 
@@ -77,24 +105,12 @@ def bias_corrected(model, images: np.ndarray, batch_size: int = 16):
     means = _input_means(corrected, pairs, images, batch_size)
     for (conv, bn), mean_in in zip(pairs, means):
         kernel = conv.get_weights()[0]
-        depthwise = type(conv).__name__ == "DepthwiseConv2D"
-        if bn is not None:
-            gamma, beta, moving_mean, moving_var = bn.get_weights()
-            scale = gamma / np.sqrt(moving_var + bn.epsilon)
-        else:
-            scale = np.ones(kernel.shape[2] if depthwise else kernel.shape[3], kernel.dtype)
-        if depthwise:  # (h, w, channels, 1): one filter per channel
+        scale = folding_scale(conv, bn)
+        if type(conv).__name__ == "DepthwiseConv2D":  # (h, w, channels, 1): one filter per channel
             error = _rounding_error(kernel[..., 0] * scale, channel_axis=-1)
             shift = np.einsum("hwc,c->c", error, mean_in)
         else:  # (h, w, in, out)
             error = _rounding_error(kernel * scale, channel_axis=-1)
             shift = np.einsum("hwio,i->o", error, mean_in)
-        if bn is not None:
-            # The folded bias is beta - moving_mean * scale: lower it by `shift`.
-            live = np.abs(scale) > 1e-12
-            moving_mean = np.where(live, moving_mean + shift / np.where(live, scale, 1.0), moving_mean)
-            bn.set_weights([gamma, beta, moving_mean.astype(gamma.dtype), moving_var])
-        else:
-            weights = conv.get_weights()
-            conv.set_weights([weights[0], (weights[1] - shift).astype(weights[1].dtype)])
+        lower_bias(conv, bn, scale, shift)
     return corrected, len(pairs)
