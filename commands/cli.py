@@ -215,6 +215,11 @@ def train_segment(
     batch_size: int = typer.Option(SegmentConfig.batch_size, "--batch-size"),
     learning_rate: float = typer.Option(SegmentConfig.learning_rate, "--lr"),
     patience: int = PatienceOpt,
+    average_last: int = typer.Option(
+        SegmentConfig.average_last, "--average-last",
+        help="Run every epoch at the constant --lr (no early stopping, no rate cuts) and keep the mean "
+             "weights of the last N, BatchNorm re-estimated. 0 keeps the best validation epoch.",
+    ),
     seed: int = SeedOpt,
     strategy: str = StrategyOpt,
     logical_cpus: int = LogicalCpusOpt,

@@ -70,6 +70,36 @@ def test_tflite_variants_agree_with_keras(bundle):
         assert "bias_correction" not in m["variants"]["qat-int8"]["metrics"][role].get("conversion", {})
 
 
+def test_int8_input_normalisation_stays_on_exact_grids():
+    """(x - 127) / 128 inside the model: the int8 graph subtracts, then scales, so every tensor
+    before the first conv sits on a grid of whole grey levels or of 1/128 (a MUL first put it on
+    a grid of 1/85, half a grey level of noise into the stem); in float nothing changes."""
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dermedge.export.tflite import convert, exact_normalization, representative_from
+
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="normalize")(inputs)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", name="stem_conv")(x)
+    x = tf.keras.layers.ReLU(6.0)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(x))
+    images = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(exact_normalization(model).predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-6)
+
+    interpreter = Interpreter(model_content=convert(model, "int8", representative_from(images))[0])
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    scales = []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            break
+        scales += [tensors[i]["quantization"][0] for i in op["outputs"]]
+    assert scales and all(min(abs(s - 1.0), abs(s - 1 / 128)) < 1e-9 for s in scales), scales
+
+
 def test_bias_correction_cancels_the_mean_int8_rounding_error():
     """A conv whose BatchNorm amplifies it 40x (as fine-tuning leaves EfficientNet-Lite0's stem): after
     correction, the int8-rounded weights give the float model's mean pre-activation on the images."""

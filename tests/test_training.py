@@ -78,6 +78,20 @@ def test_train_segment_continues_a_run_with_lesion_free_images(ham_dir, tiny_run
     assert "Traceback" not in other.output
 
 
+def test_train_segment_average_last(ham_dir, tmp_path):
+    """Every epoch runs and the saved weights are the last ones' mean (not the best epoch's)."""
+    args = ["train", "segment", *_data_args(ham_dir), "--input-size", "32", "--depth", "2",
+            "--base-filters", "4", "--batch-size", "8"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "avg"), "--epochs", "2", "--average-last", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "avg" / "summary.json").read_text())
+    assert summary["weights"].startswith("mean of the last 2") and summary["epochs_run"] == 2
+    assert summary["kept_epochs"] == [1, 2]
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--epochs", "1", "--average-last", "2"])
+    assert bad.exit_code == 2 and "--average-last" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_fcn_decoder(ham_dir, tmp_path):
     result = runner.invoke(app, ["train", "segment", *_data_args(ham_dir), "--out", str(tmp_path / "fcn"),
                                  "--input-size", "32", "--depth", "3", "--decoder", "fcn",
@@ -204,7 +218,7 @@ def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_
 def test_tail_average_is_the_mean_of_the_last_epochs_weights():
     import numpy as np
 
-    from dermedge.train.classify import TailAverage
+    from dermedge.train.run import TailAverage
     from dermedge.train.tf_env import tensorflow
 
     tf = tensorflow()
@@ -223,7 +237,7 @@ def test_tail_average_is_the_mean_of_the_last_epochs_weights():
 def test_batchnorm_recalibration_moves_the_statistics_to_the_data():
     import numpy as np
 
-    from dermedge.train.classify import recalibrate_batchnorm
+    from dermedge.train.run import recalibrate_batchnorm
     from dermedge.train.tf_env import tensorflow
 
     tf = tensorflow()

@@ -17,7 +17,8 @@ from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import COLOUR_CONSTANCY
 from dermedge.train.backbones import get_backbone
 from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
-from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
+from dermedge.train.run import (TailAverage, recalibrate_batchnorm, restored_epoch, resumable_fit_callbacks,
+                               save_history, start_run, write_json)
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from dermedge.train.config import ClassifyConfig
 
@@ -95,45 +96,6 @@ class ValidationScores:
                       f"macro_auc {scores['macro_auc']:.4f}", flush=True)
 
         return _Callback()
-
-
-class TailAverage:
-    """Keras callback factory: the mean of the weights at the end of each of the last `n`
-    epochs (checkpoint averaging on the cosine tail, as in stochastic weight averaging).
-
-    Why: validation balanced accuracy swings by about 3 points from one epoch to the next, so the
-    best single epoch is partly chosen by noise; the mean of several late epochs sits in a flatter
-    region and needs no choosing."""
-
-    @staticmethod
-    def create(tf, total_epochs: int, n: int):
-        class _Callback(tf.keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.total, self.count = None, 0
-
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch < total_epochs - n:
-                    return
-                weights = [w.astype(np.float64) for w in self.model.get_weights()]
-                self.total = weights if self.total is None else [t + w for t, w in zip(self.total, weights)]
-                self.count += 1
-
-            def averaged_weights(self) -> list[np.ndarray]:
-                return [(t / self.count).astype(w.dtype) for t, w in zip(self.total, self.model.get_weights())]
-
-        return _Callback()
-
-
-def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int, passes: int = 2) -> None:
-    """Re-estimate BatchNorm's moving statistics for averaged weights (as SWA's `update_bn` does):
-    the mean of each epoch's statistics is not the statistics of the mean weights. Every forward
-    pass in training mode moves the statistics by the layer's momentum; two passes over the
-    un-augmented training crops leave under 2% of the starting value at momentum 0.99."""
-    order = np.random.default_rng(0).permutation(len(images))
-    for _ in range(passes):
-        for start in range(0, len(order), batch_size):
-            model(images[order[start:start + batch_size]].astype(np.float32), training=True)
 
 
 def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,

@@ -30,6 +30,7 @@ class SegmentConfig:
     batch_size: int = 16
     learning_rate: float = 2e-3
     patience: int = 8
+    average_last: int = 0  # >0: no early stopping, no rate cuts; ship the mean weights of the last N epochs
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0

@@ -13,7 +13,8 @@ from dermedge.metrics import segmentation_metrics
 from dermedge.splits import split_dataset, write_split_csv
 from dermedge.train.data import (ArrayData, concatenate_arrays, load_lesion_free_arrays,
                                  load_segmentation_arrays, segmentation_dataset)
-from dermedge.train.run import restored_epoch, resumable_fit_callbacks, save_history, start_run, write_json
+from dermedge.train.run import (TailAverage, recalibrate_batchnorm, restored_epoch, resumable_fit_callbacks,
+                               save_history, start_run, write_json)
 from dermedge.train.tf_env import distribution_strategy, tensorflow
 from edge_runtime.postprocess import clean_mask
 from dermedge.train.config import SegmentConfig
@@ -42,6 +43,9 @@ def train_segmenter(config: SegmentConfig) -> dict:
     from dermedge.train.losses import bce_dice_loss, dice_metric, iou_metric
     from dermedge.train.models import build_segmenter, encoder_layers
 
+    if not 0 <= config.average_last <= config.epochs:
+        raise DermedgeError(f"--average-last must be between 0 and --epochs ({config.epochs}), "
+                            f"got {config.average_last}")
     tf.keras.utils.set_random_seed(config.seed)
     out = start_run(Path(config.out), config)
     dataset = read_dataset(Path(config.images), Path(config.labels) if config.labels else None,
@@ -103,18 +107,30 @@ def train_segmenter(config: SegmentConfig) -> dict:
         backup.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(warmup_weights))
         write_json(warmup_file, warmup)
-    stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
-                                            restore_best_weights=True)
-    plateau = tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
-                                                   patience=max(config.patience // 3, 1), min_lr=1e-5)
-    resume = resumable_fit_callbacks(tf, backup, [plateau, stop])
-    fit(config.epochs, [plateau, stop, *resume])
-    tuned = resume[-1].history  # every fine-tune epoch, those before an interruption too
+    if config.average_last:
+        # At a constant rate, as stochastic weight averaging runs: no early stop, no rate cut. The
+        # running sum is not kept across an interruption (it then averages the epochs after it).
+        average = TailAverage.create(tf, config.epochs, config.average_last)
+        callbacks = [average, *resumable_fit_callbacks(tf, backup, [])]
+    else:
+        stop = tf.keras.callbacks.EarlyStopping("val_dice", mode="max", patience=config.patience,
+                                                restore_best_weights=True)
+        plateau = tf.keras.callbacks.ReduceLROnPlateau("val_dice", mode="max", factor=0.5,
+                                                       patience=max(config.patience // 3, 1), min_lr=1e-5)
+        callbacks = [plateau, stop, *resumable_fit_callbacks(tf, backup, [plateau, stop])]
+    fit(config.epochs, callbacks)
+    tuned = callbacks[-1].history  # every fine-tune epoch, those before an interruption too
     history = {key: warmup.get(key, []) + tuned.get(key, []) for key in tuned}
+    if config.average_last:
+        model.set_weights(average.averaged_weights())
+        recalibrate_batchnorm(model, training.images, config.batch_size)
+        last = len(history["loss"])
+        kept = (last - config.average_last + 1, last)
+    else:
+        kept = restored_epoch(stop)
+        kept = tuple(len(warmup.get("loss", [])) + e for e in kept) if kept else None
     model.compile(loss=bce_dice_loss)  # a plain, portable compile state for saving
     model.save(out / "segmenter.keras")
-    kept = restored_epoch(stop)
-    kept = tuple(len(warmup.get("loss", [])) + e for e in kept) if kept else None
     phases = f" ({config.warmup_epochs} epochs encoder frozen, then fine-tune)" if warmup else ""
     save_history(out, history, f"{model.name}: {model.count_params():,} parameters{phases}", kept)
 
@@ -123,6 +139,8 @@ def train_segmenter(config: SegmentConfig) -> dict:
     report = {"parameters": int(model.count_params()), "encoder": config.encoder,
               "epochs_run": len(history["loss"]),
               "kept_epochs": list(kept) if kept else None}
+    if config.average_last:
+        report["weights"] = f"mean of the last {config.average_last} epochs, BatchNorm re-estimated"
     for name in ("val", "test"):
         if name in arrays:
             metrics = evaluate_at_image_size(model, arrays[name])
