@@ -25,7 +25,6 @@ which export/tflite.py (`exact_normalization`) now makes exact too (converted: 0
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -35,12 +34,10 @@ import numpy as np  # noqa: E402
 
 from dermedge.export.bias_correction import conv_bn_pairs, folding_scale, int8_step  # noqa: E402
 from dermedge.export.keras_io import flatten_classifier  # noqa: E402
-from dermedge.splits import read_split_csv  # noqa: E402
-from dermedge.train.data import load_crop_arrays  # noqa: E402
 from dermedge.train.models import load_trained_model  # noqa: E402
 from dermedge.train.tf_env import tensorflow  # noqa: E402
 from int8_agreement import agreement_row  # noqa: E402  benchmarks/, beside this script
-from report_json import emit  # noqa: E402
+from report_json import RunCrops, emit  # noqa: E402
 
 ACTIVATION_GROUPS = ("relu", "stream", "stream_early", "stream_late", "pool", "logits", "softmax")
 GROUPS = ("weights", *ACTIVATION_GROUPS, "activations", "everything")
@@ -147,15 +144,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}: use {', '.join(GROUPS)}")
 
-    config = json.loads((args.run / "config.json").read_text())
-    classes = tuple(json.loads((args.run / "summary.json").read_text())["classes"])
-    splits = read_split_csv(args.run / "split.csv")
-    size, colour = int(config["input_size"]), config.get("colour_constancy", "none")
-    extra = {} if config.get("crop_margin") is None else {"margin": config["crop_margin"]}
-    order = np.random.default_rng(0).permutation(len(splits["train"]))  # int8_agreement.py's choice
-    representative = load_crop_arrays([splits["train"][i] for i in order[:args.representative]], classes, size,
-                                      colour_constancy=colour, **extra).images
-    val = load_crop_arrays(splits["val"], classes, size, colour_constancy=colour, **extra)
+    run = RunCrops(args.run)
+    classes = run.classes
+    representative = run.training(0, args.representative).images  # int8_agreement.py's choice
+    val = run.crops(run.splits["val"])
     model = flatten_classifier(load_trained_model(args.run / "classifier.keras", "classifier"))
 
     plain = RoundingModel(model)

@@ -18,7 +18,6 @@ correction*, holds the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -27,14 +26,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 
 from dermedge.metrics import classification_metrics  # noqa: E402
-from dermedge.splits import read_split_csv  # noqa: E402
-from dermedge.train.data import load_crop_arrays  # noqa: E402
 from dermedge.train.models import load_trained_model  # noqa: E402
 from dermedge.export import tflite  # noqa: E402
 from dermedge.export.bias_correction import bias_corrected  # noqa: E402
 from edge_runtime.interpreter import TFLiteModel  # noqa: E402
 from adaround import adarounded  # noqa: E402  benchmarks/, beside this script
-from report_json import emit  # noqa: E402
+from report_json import RunCrops, emit  # noqa: E402
 
 FORMS = ("dynamic", "int8", "int8-bias-corrected", "int8-float-tensors", "int8-adaround")
 NEAR_TIE = 0.2  # float's top-2 probability margin under which a flip counts as a near-tie
@@ -84,25 +81,17 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown form(s) {', '.join(unknown)}: use {', '.join(FORMS)}")
 
-    config = json.loads((args.run / "config.json").read_text())
-    classes = tuple(json.loads((args.run / "summary.json").read_text())["classes"])
-    splits = read_split_csv(args.run / "split.csv")
-    size, colour = int(config["input_size"]), config.get("colour_constancy", "none")
-    margin = config.get("crop_margin")
-    extra = {} if margin is None else {"margin": margin}
-    order = np.random.default_rng(0).permutation(len(splits["train"]))
-    representative = load_crop_arrays([splits["train"][i] for i in order[:args.representative]], classes, size,
-                                      colour_constancy=colour, **extra).images
-    val = load_crop_arrays(splits["val"], classes, size, colour_constancy=colour, **extra)
+    run = RunCrops(args.run)
+    classes = run.classes
+    representative = run.training(0, args.representative).images
+    val = run.crops(run.splits["val"])
     model = load_trained_model(args.run / "classifier.keras", "classifier")
     reference = model.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
 
     rows = {}
     for form in forms:
         if form == "int8-adaround":
-            chosen = order[args.representative:args.representative + args.adaround_images]
-            images = load_crop_arrays([splits["train"][i] for i in chosen], classes, size,
-                                      colour_constancy=colour, **extra).images
+            images = run.training(args.representative, args.representative + args.adaround_images).images
             rounded, layers = adarounded(model, images)
             in_float = rounded.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
             content = convert(rounded, "int8", representative, [])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 from pathlib import Path
 
@@ -24,12 +23,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 
 from dermedge.metrics import classification_metrics  # noqa: E402
-from dermedge.splits import read_split_csv  # noqa: E402
-from dermedge.train.data import load_crop_arrays  # noqa: E402
 from dermedge.train.models import load_trained_model  # noqa: E402
 from dermedge.train.run import recalibrate_batchnorm  # noqa: E402
 from edge_runtime.labels import MALIGNANT_CLASSES  # noqa: E402
-from report_json import emit  # noqa: E402  benchmarks/, beside this script
+from report_json import RunCrops, emit  # noqa: E402  benchmarks/, beside this script
 
 
 def scores(probs: np.ndarray, targets: np.ndarray, classes) -> dict:
@@ -51,15 +48,15 @@ def main() -> None:
     if len(args.member) < 2:
         parser.error("a soup needs at least two --member models")
 
-    config = json.loads((args.run / "config.json").read_text())
-    classes = tuple(json.loads((args.run / "summary.json").read_text())["classes"])
-    splits = read_split_csv(args.run / "split.csv")
-    size = int(config["input_size"])
-    train = load_crop_arrays(splits["train"], classes, size)
-    val = load_crop_arrays(splits["val"], classes, size)
+    run = RunCrops(args.run)
+    classes = run.classes
+    train = run.crops(run.splits["train"])
+    val = run.crops(run.splits["val"])
     names = [p.stem if p.name != "classifier.keras" else p.parent.name for p in args.member]
-    model = load_trained_model(args.member[0], "classifier")
-    weights = {name: load_trained_model(path, "classifier").get_weights() for name, path in zip(names, args.member)}
+    model = load_trained_model(args.member[0], "classifier")  # the architecture every soup is set into
+    weights = {names[0]: model.get_weights()}
+    weights.update({name: load_trained_model(path, "classifier").get_weights()
+                    for name, path in zip(names[1:], args.member[1:])})
 
     def predict() -> np.ndarray:
         return model.predict(val.images.astype(np.float32), batch_size=64, verbose=0)
