@@ -309,6 +309,11 @@ def train_classify(
         help="Share of each target spread evenly over the classes (e.g. 0.1): less confident, often better "
              "calibrated and ranked. 0 keeps one-hot targets.",
     ),
+    mixup: float = typer.Option(
+        ClassifyConfig.mixup, "--mixup", min=0.0, max=1.0,
+        help="Mixup: blend training images and their targets pairwise, lambda ~ Beta(a, a) (e.g. 0.2), "
+             "class weights carried per mixed image. 0 trains on the images as they are.",
+    ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
     from dermedge.train.classify import train_classifier

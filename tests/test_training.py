@@ -195,7 +195,33 @@ def test_jittered_training_batches_have_the_model_size():
     assert x.shape == (4, 32, 32, 3)
 
 
-def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_dir, tmp_path):
+def test_mixup_blends_images_and_targets_alike_and_keeps_each_label_the_larger_share():
+    """Each image is a flat grey of its class index, so a mixed image's grey must equal its mixed
+    target's expected class; the sample weight is that target's share of the class weights."""
+    import numpy as np
+
+    from dermedge.train.data import mix_batches
+    from dermedge.train.tf_env import tensorflow
+
+    tf = tensorflow()
+    labels = np.array([0, 1, 2, 3, 1, 0, 3, 2])
+    x = np.broadcast_to(labels[:, None, None, None], (8, 4, 4, 3)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[labels]
+    class_weights = np.array([1.0, 2.0, 4.0, 8.0])
+    ds = mix_batches(tf.data.Dataset.from_tensors((x, y)).repeat(20), 0.4, class_weights)
+    lambdas = []
+    for mx, my, w in ds.as_numpy_iterator():
+        np.testing.assert_allclose(mx[:, 0, 0, 0], my @ np.arange(4.0), atol=1e-5)
+        np.testing.assert_allclose(w, my @ class_weights, rtol=1e-5)
+        np.testing.assert_allclose(my.sum(axis=1), 1.0, atol=1e-6)
+        assert (my.argmax(axis=1) == labels).all()
+        lambdas.extend(my[np.arange(8), labels])
+    assert min(lambdas) >= 0.5 and np.mean(np.array(lambdas) < 0.999) > 0.5  # mixed, label dominant
+    _, _, unweighted = next(mix_batches(tf.data.Dataset.from_tensors((x, y)), 0.4).as_numpy_iterator())
+    assert (unweighted == 1.0).all()
+
+
+def test_train_classify_with_crop_jitter_mixup_and_another_seed_on_the_same_split(ham_dir, tmp_path):
     from dermedge.datasets import read_dataset
     from dermedge.splits import split_dataset, write_split_csv
 
@@ -203,9 +229,10 @@ def test_train_classify_with_crop_jitter_and_another_seed_on_the_same_split(ham_
     result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(out),
                                  "--input-size", "32", "--head-epochs", "0", "--epochs", "1",
                                  "--batch-size", "8", "--imbalance", "class-weights", "--crop-jitter", "0.2",
-                                 "--seed", "7", "--split-seed", "0"])
+                                 "--mixup", "0.2", "--seed", "7", "--split-seed", "0"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "config.json").read_text())["crop_jitter"] == 0.2
+    config = json.loads((out / "config.json").read_text())
+    assert config["crop_jitter"] == 0.2 and config["mixup"] == 0.2
     dataset = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")
     write_split_csv(split_dataset(dataset, 0.15, 0.15, seed=0), tmp_path / "seed0_split.csv")
     assert (out / "split.csv").read_bytes() == (tmp_path / "seed0_split.csv").read_bytes()

@@ -16,7 +16,7 @@ from dermedge.splits import split_dataset, write_split_csv
 from edge_runtime.labels import MALIGNANT_CLASSES
 from edge_runtime.preprocess import COLOUR_CONSTANCY
 from dermedge.train.backbones import get_backbone
-from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays
+from dermedge.train.data import ArrayData, classification_dataset, jitter_context, load_crop_arrays, mix_batches
 from dermedge.train.run import (TailAverage, recalibrate_batchnorm, restored_epoch, resumable_fit_callbacks,
                                save_history, start_run, write_json)
 from dermedge.train.tf_env import distribution_strategy, tensorflow
@@ -142,7 +142,7 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
 def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
                epochs: int, optimizer, callbacks, validation, seed: int, verbose: int,
                input_size: int, jitter: float, soft_targets: np.ndarray | None = None,
-               label_smoothing: float = 0.0):
+               label_smoothing: float = 0.0, mixup: float = 0.0):
     loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps = math.ceil(len(train.targets) / batch_size)
@@ -150,6 +150,10 @@ def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: i
                if strategy == "balanced-sampling" else None)
     ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices,
                                 out_size=input_size, jitter=jitter, soft_targets=soft_targets)
+    if mixup:
+        weights = None if class_weight is None else np.array([class_weight[c] for c in range(k)])
+        ds = mix_batches(ds, mixup, weights, seed)
+        class_weight = None  # now carried by the batches' sample weights
     if indices is None:
         ds = ds.repeat()
     return model.fit(ds, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
@@ -250,7 +254,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
                                       validation, config.seed, config.verbose,
                                       config.input_size, config.crop_jitter, soft_targets,
-                                      config.label_smoothing).history
+                                      config.label_smoothing, config.mixup).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -269,7 +273,8 @@ def train_classifier(config: ClassifyConfig) -> dict:
         _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
                    validation, config.seed + 1, config.verbose,
-                   config.input_size, config.crop_jitter, soft_targets, config.label_smoothing)
+                   config.input_size, config.crop_jitter, soft_targets, config.label_smoothing,
+                   config.mixup)
         tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too
         if config.average_last:
             model.set_weights(keep.averaged_weights())

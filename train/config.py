@@ -75,4 +75,5 @@ class ClassifyConfig:
     distill_weight: float = 0.5  # share of the teacher's softened probabilities in each target
     distill_temperature: float = 2.0
     label_smoothing: float = 0.0  # share of each one-hot target spread evenly over the classes
+    mixup: float = 0.0  # >0: blend training images and targets pairwise, lambda ~ Beta(mixup, mixup)
     verbose: int = 2
