@@ -314,6 +314,10 @@ def train_classify(
         help="Mixup: blend training images and their targets pairwise, lambda ~ Beta(a, a) (e.g. 0.2), "
              "class weights carried per mixed image. 0 trains on the images as they are.",
     ),
+    free_rotation: bool = typer.Option(
+        ClassifyConfig.free_rotation, "--free-rotation/--quarter-turns",
+        help="Rotate training crops by any angle (borders reflected) on top of flips and quarter turns.",
+    ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
     from dermedge.train.classify import train_classifier

@@ -221,7 +221,35 @@ def test_mixup_blends_images_and_targets_alike_and_keeps_each_label_the_larger_s
     assert (unweighted == 1.0).all()
 
 
-def test_train_classify_with_crop_jitter_mixup_and_another_seed_on_the_same_split(ham_dir, tmp_path):
+def test_free_rotation_turns_about_the_centre_by_angles_other_than_quarter_turns():
+    """A bar through the centre: its orientation (from image moments) after each draw must spread
+    over the circle, the centre pixel must stay put, and a centred disc must stay a disc."""
+    import numpy as np
+
+    from dermedge.train.data import _free_rotation
+    from dermedge.train.tf_env import tensorflow
+
+    tf = tensorflow()
+    tf.random.set_seed(3)
+    side = 65
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    bar = np.where((np.abs(yy) <= 2) & (np.abs(xx) <= 20), 255.0, 0.0)
+    disc = np.where(xx ** 2 + yy ** 2 <= 15 ** 2, 255.0, 0.0)
+    image = tf.constant(np.stack([bar, disc, bar], axis=-1)[..., :3], tf.float32)
+    angles = []
+    for _ in range(24):
+        out = _free_rotation(tf, image).numpy()
+        assert out.shape == (side, side, 3)
+        assert out[32, 32, 0] > 200  # the centre stays on the bar
+        assert np.abs(out[..., 1] - disc).mean() < 3.0  # a disc is the same disc at any angle
+        w = out[..., 0] / out[..., 0].sum()
+        cxx, cyy, cxy = (w * xx * xx).sum(), (w * yy * yy).sum(), (w * xx * yy).sum()
+        angles.append(np.degrees(0.5 * np.arctan2(2 * cxy, cxx - cyy)) % 180)
+    off_grid = [a for a in angles if min(a % 90, 90 - a % 90) > 10]
+    assert len(off_grid) >= 8, angles
+
+
+def test_train_classify_with_crop_jitter_mixup_free_rotation_and_another_seed_on_the_same_split(ham_dir, tmp_path):
     from dermedge.datasets import read_dataset
     from dermedge.splits import split_dataset, write_split_csv
 
@@ -229,10 +257,10 @@ def test_train_classify_with_crop_jitter_mixup_and_another_seed_on_the_same_spli
     result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(out),
                                  "--input-size", "32", "--head-epochs", "0", "--epochs", "1",
                                  "--batch-size", "8", "--imbalance", "class-weights", "--crop-jitter", "0.2",
-                                 "--mixup", "0.2", "--seed", "7", "--split-seed", "0"])
+                                 "--mixup", "0.2", "--free-rotation", "--seed", "7", "--split-seed", "0"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["crop_jitter"] == 0.2 and config["mixup"] == 0.2
+    assert config["crop_jitter"] == 0.2 and config["mixup"] == 0.2 and config["free_rotation"]
     dataset = read_dataset(ham_dir / "images", ham_dir / "HAM10000_metadata.csv", ham_dir / "masks")
     write_split_csv(split_dataset(dataset, 0.15, 0.15, seed=0), tmp_path / "seed0_split.csv")
     assert (out / "split.csv").read_bytes() == (tmp_path / "seed0_split.csv").read_bytes()

@@ -139,25 +139,27 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
             "results": results, "chosen": chosen}
 
 
-def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, batch_size: int,
-               epochs: int, optimizer, callbacks, validation, seed: int, verbose: int,
-               input_size: int, jitter: float, soft_targets: np.ndarray | None = None,
-               label_smoothing: float = 0.0, mixup: float = 0.0):
-    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, label_smoothing)
+def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, config: ClassifyConfig,
+               epochs: int, optimizer, callbacks, validation, seed: int,
+               soft_targets: np.ndarray | None = None):
+    """One `model.fit` under the run's recipe (imbalance, framing, label smoothing, mixup,
+    rotation, all read from `config`); the head and fine-tune phases differ only in the rest."""
+    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, config.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    steps = math.ceil(len(train.targets) / batch_size)
-    indices = (balanced_indices(train.targets, steps * batch_size * epochs, seed)
+    steps = math.ceil(len(train.targets) / config.batch_size)
+    indices = (balanced_indices(train.targets, steps * config.batch_size * epochs, seed)
                if strategy == "balanced-sampling" else None)
-    ds = classification_dataset(train, k, batch_size, augment=True, sample_indices=indices,
-                                out_size=input_size, jitter=jitter, soft_targets=soft_targets)
-    if mixup:
+    ds = classification_dataset(train, k, config.batch_size, augment=True, sample_indices=indices,
+                                out_size=config.input_size, jitter=config.crop_jitter,
+                                soft_targets=soft_targets, free_rotation=config.free_rotation)
+    if config.mixup:
         weights = None if class_weight is None else np.array([class_weight[c] for c in range(k)])
-        ds = mix_batches(ds, mixup, weights, seed)
+        ds = mix_batches(ds, config.mixup, weights, seed)
         class_weight = None  # now carried by the batches' sample weights
     if indices is None:
         ds = ds.repeat()
     return model.fit(ds, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
-                     class_weight=class_weight, callbacks=callbacks, verbose=verbose)
+                     class_weight=class_weight, callbacks=callbacks, verbose=config.verbose)
 
 
 def train_classifier(config: ClassifyConfig) -> dict:
@@ -250,11 +252,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
         head_history = {}
         if config.head_epochs > 0:
             model.get_layer("backbone").trainable = False
-            head_history = _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.head_epochs,
+            head_history = _fit_phase(tf, model, train, k, imbalance, config, config.head_epochs,
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
-                                      validation, config.seed, config.verbose,
-                                      config.input_size, config.crop_jitter, soft_targets,
-                                      config.label_smoothing, config.mixup).history
+                                      validation, config.seed, soft_targets).history
         model.get_layer("backbone").trainable = True
         steps = math.ceil(len(train.targets) / config.batch_size)
         schedule = tf.keras.optimizers.schedules.CosineDecay(
@@ -270,11 +270,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
         # again with the same --out. The tail average's running sum is not kept across an
         # interruption (it then averages the epochs after the restart); EarlyStopping's best is.
         resume = resumable_fit_callbacks(tf, out / "backup", [] if config.average_last else [keep])
-        _fit_phase(tf, model, train, k, imbalance, config.batch_size, config.epochs,
+        _fit_phase(tf, model, train, k, imbalance, config, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
-                   validation, config.seed + 1, config.verbose,
-                   config.input_size, config.crop_jitter, soft_targets, config.label_smoothing,
-                   config.mixup)
+                   validation, config.seed + 1, soft_targets)
         tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too
         if config.average_last:
             model.set_weights(keep.averaged_weights())

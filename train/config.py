@@ -76,4 +76,5 @@ class ClassifyConfig:
     distill_temperature: float = 2.0
     label_smoothing: float = 0.0  # share of each one-hot target spread evenly over the classes
     mixup: float = 0.0  # >0: blend training images and targets pairwise, lambda ~ Beta(mixup, mixup)
+    free_rotation: bool = False  # rotate training crops by any angle, not only quarter turns
     verbose: int = 2

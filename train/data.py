@@ -162,6 +162,24 @@ def _flip_rotate(tf, image):
     return tf.image.rot90(image, tf.random.uniform([], 0, 4, dtype=tf.int32))
 
 
+def _free_rotation(tf, image):
+    """Rotate by a uniform angle about the centre, reflecting at the borders.
+
+    Why: a lesion under a dermatoscope has no "up"; quarter turns and flips give only 8 of its
+    orientations, and a model that saw every angle should not learn the grid's axes."""
+    side = tf.cast(tf.shape(image)[0], tf.float32)
+    angle = tf.random.uniform([], -math.pi, math.pi)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    centre = (side - 1.0) / 2.0
+    # output pixel (x, y) reads input (cos x - sin y + dx, sin x + cos y + dy): a turn about the centre
+    dx = centre - cos * centre + sin * centre
+    dy = centre - sin * centre - cos * centre
+    transform = tf.stack([cos, -sin, dx, sin, cos, dy, 0.0, 0.0])[None]
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")[0]
+
+
 def _color_jitter(tf, image, hue: float = 0.03):
     """Brightness/contrast/saturation/hue jitter on a 0..255 float image."""
     x = image / 255.0
@@ -287,13 +305,14 @@ def classification_dataset(
     out_size: int | None = None,
     jitter: float = 0.0,
     soft_targets: np.ndarray | None = None,
+    free_rotation: bool = False,
 ):
     """(crop 0..255 float, one-hot) batches. `sample_indices` fixes the order (balanced sampling);
     `soft_targets` (n x classes, rows summing to 1) replace the one-hot labels (distillation).
 
     With `jitter` > 0 the arrays are context crops from `jitter_context`: augmentation cuts a random
     square of 1-jitter..1+jitter times the deployed framing, shifted, and resizes it to `out_size`.
-    Without, it zooms into the crop (0.8..1 of its side)."""
+    Without, it zooms into the crop (0.8..1 of its side). `free_rotation` adds `_free_rotation`."""
     tf = tensorflow()
     images = tf.constant(data.images)
     labels = (tf.constant(soft_targets, tf.float32) if soft_targets is not None
@@ -305,6 +324,8 @@ def classification_dataset(
         x = tf.cast(tf.gather(images, i), tf.float32)
         if augment:
             x = _flip_rotate(tf, x)
+            if free_rotation:
+                x = _free_rotation(tf, x)
             x = _random_zoom(tf, x, min_fraction, out_size=out_size)
             x = _color_jitter(tf, x)
         elif out_size is not None:
