@@ -1,0 +1,116 @@
+"""Paired comparison of two classifier runs on one split, from the predictions each run writes.
+
+Why: a recipe change is chosen on validation, where balanced accuracy swings by several points with
+the luck of ~20 `df` and `vasc` images. The two runs' intervals overlap almost always; the question
+is the interval of their *difference* on the same images (a paired bootstrap), for balanced
+accuracy, macro AUC and the malignant (mel + bcc + akiec) AUC, with the per-class recalls that say
+which classes carry the change. It reads `<run>/<split>_predictions.npz`: no model, no TensorFlow.
+
+    python benchmarks/compare_runs.py runs/classify /tmp/candidate --split val \
+        [--json out.json] [--markdown out.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dermedge.metrics import BOOTSTRAP_RESAMPLES, balanced_accuracy, interval95
+from edge_runtime.labels import MALIGNANT_CLASSES
+from report_json import emit  # benchmarks/, beside this script
+
+
+def load_predictions(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = run / f"{split}_predictions.npz"
+    if not path.exists():
+        sys.exit(f"error: {path} not found (a classifier run's --out folder holds it)")
+    with np.load(path, allow_pickle=False) as data:
+        return data["probabilities"], data["labels"], data["image_ids"]
+
+
+def figures(probabilities: np.ndarray, labels: np.ndarray, malignant: list[int]) -> np.ndarray:
+    """(balanced accuracy, macro one-vs-rest AUC, malignant AUC) of one set of predictions."""
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(labels)
+    macro = np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in present])
+    is_malignant = np.isin(labels, malignant)
+    return np.array([balanced_accuracy(labels, probabilities.argmax(axis=1)), macro,
+                     roc_auc_score(is_malignant, probabilities[:, malignant].sum(axis=1))])
+
+
+def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTSTRAP_RESAMPLES,
+            seed: int = 0) -> dict:
+    p_base, labels, ids = load_predictions(baseline, split)
+    p_cand, labels_cand, ids_cand = load_predictions(candidate, split)
+    if not (np.array_equal(ids, ids_cand) and np.array_equal(labels, labels_cand)):
+        sys.exit(f"error: the two runs' {split} images differ: compare runs made on the same split")
+    classes = json.loads((baseline / "summary.json").read_text())["classes"]
+    malignant = [i for i, c in enumerate(classes) if c in MALIGNANT_CLASSES]
+    rng = np.random.default_rng(seed)
+    deltas = []
+    for _ in range(resamples):
+        picks = rng.integers(0, len(labels), len(labels))
+        deltas.append(figures(p_cand[picks], labels[picks], malignant)
+                      - figures(p_base[picks], labels[picks], malignant))
+    deltas = np.array(deltas)
+    base, cand = figures(p_base, labels, malignant), figures(p_cand, labels, malignant)
+    names = ("balanced_accuracy", "macro_auc", "malignant_auc")
+
+    def recalls(probabilities):
+        predicted = probabilities.argmax(axis=1)
+        return {c: round(float((predicted[labels == i] == i).mean()), 3) for i, c in enumerate(classes)
+                if (labels == i).any()}
+
+    return {
+        "split": split, "n": int(len(labels)), "baseline": str(baseline), "candidate": str(candidate),
+        "resamples": resamples,
+        "figures": {name: {"baseline": round(float(b), 4), "candidate": round(float(c), 4),
+                           "delta": round(float(c - b), 4),
+                           "delta_ci95": [round(x, 4) for x in interval95(deltas[:, j])]}
+                    for j, (name, b, c) in enumerate(zip(names, base, cand))},
+        "top1_agreement": round(float((p_base.argmax(1) == p_cand.argmax(1)).mean()), 4),
+        "support": {c: int((labels == i).sum()) for i, c in enumerate(classes)},
+        "recall": {"baseline": recalls(p_base), "candidate": recalls(p_cand)},
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [f"{report['split']} split, {report['n']} images, paired bootstrap ({report['resamples']} resamples); "
+             f"top-1 agreement {report['top1_agreement']:.3f}", "",
+             "| figure | baseline | candidate | Δ | Δ 95% CI |", "|---|---:|---:|---:|---:|"]
+    for name, f in report["figures"].items():
+        lines.append(f"| {name} | {f['baseline']:.4f} | {f['candidate']:.4f} | {f['delta']:+.4f} | "
+                     f"[{f['delta_ci95'][0]:+.4f}, {f['delta_ci95'][1]:+.4f}] |")
+    classes = list(report["recall"]["baseline"])
+    lines += ["", "| recall | " + " | ".join(f"{c} ({report['support'][c]})" for c in classes) + " |",
+              "|---|" + "---:|" * len(classes)]
+    for who in ("baseline", "candidate"):
+        lines.append(f"| {who} | " + " | ".join(f"{report['recall'][who][c]:.3f}" for c in classes) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", type=Path, help="the run to beat (e.g. runs/classify)")
+    parser.add_argument("candidate", type=Path, help="the run with the change, same split")
+    parser.add_argument("--split", default="val", choices=("val", "test", "train"),
+                        help="val chooses; test is reported only")
+    parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown")
+    args = parser.parse_args()
+    report = compare(args.baseline, args.candidate, args.split, args.resamples)
+    print(markdown(report), file=sys.stderr)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(report) + "\n")
+    emit(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
