@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermedge.metrics import BOOTSTRAP_RESAMPLES, balanced_accuracy, interval95
+from dermedge.metrics import BOOTSTRAP_RESAMPLES, bootstrap_balanced_accuracy, classification_metrics, interval95
 from edge_runtime.labels import MALIGNANT_CLASSES
 from report_json import emit  # benchmarks/, beside this script
 
@@ -32,15 +32,13 @@ def load_predictions(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.
         return data["probabilities"], data["labels"], data["image_ids"]
 
 
-def figures(probabilities: np.ndarray, labels: np.ndarray, malignant: list[int]) -> np.ndarray:
-    """(balanced accuracy, macro one-vs-rest AUC, malignant AUC) of one set of predictions."""
+def aucs(probabilities: np.ndarray, labels: np.ndarray, malignant: list[int]) -> np.ndarray:
+    """(macro one-vs-rest AUC, malignant AUC), as `classification_metrics` computes them, without
+    the rest of its report: this runs once per bootstrap resample."""
     from sklearn.metrics import roc_auc_score
 
-    present = np.unique(labels)
-    macro = np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in present])
-    is_malignant = np.isin(labels, malignant)
-    return np.array([balanced_accuracy(labels, probabilities.argmax(axis=1)), macro,
-                     roc_auc_score(is_malignant, probabilities[:, malignant].sum(axis=1))])
+    macro = np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in np.unique(labels)])
+    return np.array([macro, roc_auc_score(np.isin(labels, malignant), probabilities[:, malignant].sum(axis=1))])
 
 
 def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -49,33 +47,36 @@ def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTST
     p_cand, labels_cand, ids_cand = load_predictions(candidate, split)
     if not (np.array_equal(ids, ids_cand) and np.array_equal(labels, labels_cand)):
         sys.exit(f"error: the two runs' {split} images differ: compare runs made on the same split")
-    classes = json.loads((baseline / "summary.json").read_text())["classes"]
+    classes = tuple(json.loads((baseline / "summary.json").read_text())["classes"])
     malignant = [i for i, c in enumerate(classes) if c in MALIGNANT_CLASSES]
-    rng = np.random.default_rng(seed)
-    deltas = []
+    metrics = {who: classification_metrics(labels, p, classes, MALIGNANT_CLASSES)
+               for who, p in (("baseline", p_base), ("candidate", p_cand))}
+
+    ba = bootstrap_balanced_accuracy(labels, [p_cand.argmax(1), p_base.argmax(1)], len(classes), resamples, seed)
+    rng = np.random.default_rng(seed)  # the same resamples as the balanced accuracy's: one paired draw
+    auc_deltas = []
     for _ in range(resamples):
         picks = rng.integers(0, len(labels), len(labels))
-        deltas.append(figures(p_cand[picks], labels[picks], malignant)
-                      - figures(p_base[picks], labels[picks], malignant))
-    deltas = np.array(deltas)
-    base, cand = figures(p_base, labels, malignant), figures(p_cand, labels, malignant)
-    names = ("balanced_accuracy", "macro_auc", "malignant_auc")
+        auc_deltas.append(aucs(p_cand[picks], labels[picks], malignant) - aucs(p_base[picks], labels[picks], malignant))
+    auc_deltas = np.array(auc_deltas)
+    intervals = {"balanced_accuracy": interval95(ba[:, 0] - ba[:, 1]),
+                 "macro_auc": interval95(auc_deltas[:, 0]), "malignant_auc": interval95(auc_deltas[:, 1])}
 
-    def recalls(probabilities):
-        predicted = probabilities.argmax(axis=1)
-        return {c: round(float((predicted[labels == i] == i).mean()), 3) for i, c in enumerate(classes)
-                if (labels == i).any()}
+    def figure(m: dict, name: str) -> float:
+        return m["malignant"]["auc"] if name == "malignant_auc" else m[name]
 
+    present = [c for c in classes if metrics["baseline"]["per_class"][c]["support"]]
     return {
         "split": split, "n": int(len(labels)), "baseline": str(baseline), "candidate": str(candidate),
         "resamples": resamples,
-        "figures": {name: {"baseline": round(float(b), 4), "candidate": round(float(c), 4),
-                           "delta": round(float(c - b), 4),
-                           "delta_ci95": [round(x, 4) for x in interval95(deltas[:, j])]}
-                    for j, (name, b, c) in enumerate(zip(names, base, cand))},
+        "figures": {name: {"baseline": round(figure(metrics["baseline"], name), 4),
+                           "candidate": round(figure(metrics["candidate"], name), 4),
+                           "delta": round(figure(metrics["candidate"], name) - figure(metrics["baseline"], name), 4),
+                           "delta_ci95": [round(x, 4) for x in interval]}
+                    for name, interval in intervals.items()},
         "top1_agreement": round(float((p_base.argmax(1) == p_cand.argmax(1)).mean()), 4),
-        "support": {c: int((labels == i).sum()) for i, c in enumerate(classes)},
-        "recall": {"baseline": recalls(p_base), "candidate": recalls(p_cand)},
+        "support": {c: metrics["baseline"]["per_class"][c]["support"] for c in classes},
+        "recall": {who: {c: round(m["per_class"][c]["recall"], 3) for c in present} for who, m in metrics.items()},
     }
 
 
