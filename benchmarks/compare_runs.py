@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermedge.metrics import BOOTSTRAP_RESAMPLES, bootstrap_balanced_accuracy, classification_metrics, interval95
+from dermedge.metrics import (BOOTSTRAP_RESAMPLES, bootstrap_balanced_accuracy, bootstrap_picks,
+                              classification_metrics, interval95)
 from edge_runtime.labels import MALIGNANT_CLASSES
 from report_json import emit  # benchmarks/, beside this script
 
@@ -53,12 +54,9 @@ def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTST
                for who, p in (("baseline", p_base), ("candidate", p_cand))}
 
     ba = bootstrap_balanced_accuracy(labels, [p_cand.argmax(1), p_base.argmax(1)], len(classes), resamples, seed)
-    rng = np.random.default_rng(seed)  # the same resamples as the balanced accuracy's: one paired draw
-    auc_deltas = []
-    for _ in range(resamples):
-        picks = rng.integers(0, len(labels), len(labels))
-        auc_deltas.append(aucs(p_cand[picks], labels[picks], malignant) - aucs(p_base[picks], labels[picks], malignant))
-    auc_deltas = np.array(auc_deltas)
+    # the balanced accuracy's resamples (same n, count and seed): one paired draw for every figure
+    auc_deltas = np.array([aucs(p_cand[picks], labels[picks], malignant) - aucs(p_base[picks], labels[picks], malignant)
+                           for picks in bootstrap_picks(len(labels), resamples, seed)])
     intervals = {"balanced_accuracy": interval95(ba[:, 0] - ba[:, 1]),
                  "macro_auc": interval95(auc_deltas[:, 0]), "malignant_auc": interval95(auc_deltas[:, 1])}
 
@@ -106,10 +104,11 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown")
     args = parser.parse_args()
     report = compare(args.baseline, args.candidate, args.split, args.resamples)
-    print(markdown(report), file=sys.stderr)
+    tables = markdown(report)
+    print(tables, file=sys.stderr)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(report) + "\n")
+        args.markdown.write_text(tables + "\n")
     emit(report, args.json)
 
 

@@ -84,6 +84,12 @@ def binary_operating_point(truth: np.ndarray, decision: np.ndarray, score: np.nd
     }
 
 
+def bootstrap_picks(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Image indices of each bootstrap resample, shape (resamples, n): one draw that every figure of
+    a paired comparison reuses, so their intervals come from the same resampled images."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
 def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: list[np.ndarray], num_classes: int,
                                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
     """Balanced accuracy of each prediction vector on bootstrap resamples of the images,
@@ -94,8 +100,7 @@ def bootstrap_balanced_accuracy(labels: np.ndarray, predictions: list[np.ndarray
     difference of two columns is a paired comparison (much tighter than the two intervals).
     """
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    picks = bootstrap_picks(len(labels), resamples, seed)
     truth = labels[picks]
     of_class = truth[:, :, None] == np.arange(num_classes)  # (resamples, images, classes)
     support = of_class.sum(axis=1)
