@@ -12,7 +12,6 @@ which classes carry the change. It reads `<run>/<split>_predictions.npz`: no mod
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from dermedge.metrics import (BOOTSTRAP_RESAMPLES, bootstrap_balanced_accuracy, bootstrap_picks,
                               classification_metrics, interval95)
 from edge_runtime.labels import MALIGNANT_CLASSES
-from report_json import emit  # benchmarks/, beside this script
+from report_json import paired_comparison_main  # benchmarks/, beside this script
 
 
 def load_predictions(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,22 +93,7 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", type=Path, help="the run to beat (e.g. runs/classify)")
-    parser.add_argument("candidate", type=Path, help="the run with the change, same split")
-    parser.add_argument("--split", default="val", choices=("val", "test", "train"),
-                        help="val chooses; test is reported only")
-    parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown")
-    args = parser.parse_args()
-    report = compare(args.baseline, args.candidate, args.split, args.resamples)
-    tables = markdown(report)
-    print(tables, file=sys.stderr)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(tables + "\n")
-    emit(report, args.json)
+    paired_comparison_main(__doc__.splitlines()[0], compare, markdown, ("val", "test", "train"), "runs/classify")
 
 
 if __name__ == "__main__":

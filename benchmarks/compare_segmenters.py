@@ -12,15 +12,17 @@ resolution, as `dermedge train segment` writes them): no model, no TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dermedge.metrics import BOOTSTRAP_RESAMPLES, ISIC_JACCARD_FLOOR, bootstrap_picks, interval95
-from report_json import emit  # benchmarks/, beside this script
+from dermedge.metrics import BOOTSTRAP_RESAMPLES, bootstrap_picks, interval95, mask_summary
+from report_json import paired_comparison_main  # benchmarks/, beside this script
+
+
+NAMES = ("dice", "dice_worst_decile", "thresholded_jaccard")
 
 
 def per_image_dice(run: Path, split: str) -> np.ndarray:
@@ -31,14 +33,10 @@ def per_image_dice(run: Path, split: str) -> np.ndarray:
 
 
 def figures(dice: np.ndarray) -> np.ndarray:
-    """(mean Dice, worst-decile mean Dice, thresholded Jaccard) as `segmentation_metrics` computes
-    them; a single image's IoU is D / (2 - D)."""
-    worst = np.sort(dice)[: max(len(dice) // 10, 1)]
-    iou = dice / (2.0 - dice)
-    return np.array([dice.mean(), worst.mean(), np.where(iou < ISIC_JACCARD_FLOOR, 0.0, iou).mean()])
-
-
-NAMES = ("dice", "dice_worst_decile", "thresholded_jaccard")
+    """(mean Dice, worst-decile mean Dice, thresholded Jaccard), by `mask_summary`; a single image's
+    IoU is D / (2 - D)."""
+    summary = mask_summary(dice, dice / (2.0 - dice))
+    return np.array([summary[name] for name in NAMES])
 
 
 def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -76,21 +74,7 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", type=Path, help="the run to beat (e.g. runs/segment)")
-    parser.add_argument("candidate", type=Path, help="the run with the change, same split")
-    parser.add_argument("--split", default="val", choices=("val", "test"), help="val chooses; test is reported only")
-    parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path, help="also write the table as markdown")
-    args = parser.parse_args()
-    report = compare(args.baseline, args.candidate, args.split, args.resamples)
-    table = markdown(report)
-    print(table, file=sys.stderr)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
-    emit(report, args.json)
+    paired_comparison_main(__doc__.splitlines()[0], compare, markdown, ("val", "test"), "runs/segment")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """What the benchmark scripts share: the arguments of those that compare bundles on a split, the
-crops of a classifier run for those that probe its Keras model, and their one ending, the result as
-JSON on stdout and, with --json, in a file."""
+crops of a classifier run for those that probe its Keras model, the command line of the paired
+comparisons of two runs, and their one ending, the result as JSON on stdout and, with --json, in a
+file."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,29 @@ def emit(report: dict, path: Path | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
 
+
+
+def paired_comparison_main(description: str, compare, markdown, splits: tuple[str, ...], example_run: str) -> None:
+    """The command line of `compare_runs.py` and `compare_segmenters.py`: two run folders and a
+    split in; `compare(baseline, candidate, split, resamples)` -> report, its `markdown(report)`
+    tables on stderr (and --markdown), the report as JSON (and --json)."""
+    from dermedge.metrics import BOOTSTRAP_RESAMPLES
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("baseline", type=Path, help=f"the run to beat (e.g. {example_run})")
+    parser.add_argument("candidate", type=Path, help="the run with the change, same split")
+    parser.add_argument("--split", default="val", choices=splits, help="val chooses; test is reported only")
+    parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown")
+    args = parser.parse_args()
+    report = compare(args.baseline, args.candidate, args.split, args.resamples)
+    tables = markdown(report)
+    print(tables, file=sys.stderr)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(tables + "\n")
+    emit(report, args.json)
 
 class RunCrops:
     """A classifier run folder's classes and split, and its lesion crops cut as its training cut

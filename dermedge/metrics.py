@@ -29,20 +29,25 @@ def segmentation_metrics(pairs) -> dict:
     for pred, truth in pairs:
         dices.append(dice(pred, truth))
         ious.append(iou(pred, truth))
-    ious_arr = np.asarray(ious)
-    worst = np.sort(dices)[: max(len(dices) // 10, 1)] if dices else []
+    return {"n": len(dices), **mask_summary(np.asarray(dices), np.asarray(ious)),
+            "dice_per_image": [round(d, 5) for d in dices]}
+
+
+def mask_summary(dices: np.ndarray, ious: np.ndarray) -> dict:
+    """The segmenter's figures from per-image Dice and IoU: mean Dice, worst-decile mean Dice,
+    10th-percentile Dice, mean IoU and the ISIC thresholded Jaccard (NaN for no images)."""
+    if not len(dices):
+        return dict.fromkeys(("dice", "dice_worst_decile", "dice_p10", "iou", "thresholded_jaccard"),
+                             float("nan"))
+    worst = np.sort(dices)[: max(len(dices) // 10, 1)]
     return {
-        "n": len(dices),
-        "dice": float(np.mean(dices)) if dices else float("nan"),
+        "dice": float(np.mean(dices)),
         # The worst-decile mean: a crop is only as good as the mask of the image at hand, so the
         # bad tail matters more than the mean.
-        "dice_worst_decile": float(np.mean(worst)) if dices else float("nan"),
-        "dice_p10": float(np.percentile(dices, 10)) if dices else float("nan"),
-        "iou": float(ious_arr.mean()) if ious else float("nan"),
-        "thresholded_jaccard": float(np.where(ious_arr < ISIC_JACCARD_FLOOR, 0.0, ious_arr).mean())
-        if ious
-        else float("nan"),
-        "dice_per_image": [round(d, 5) for d in dices],
+        "dice_worst_decile": float(np.mean(worst)),
+        "dice_p10": float(np.percentile(dices, 10)),
+        "iou": float(np.mean(ious)),
+        "thresholded_jaccard": float(np.where(ious < ISIC_JACCARD_FLOOR, 0.0, ious).mean()),
     }
 
 
