@@ -318,6 +318,11 @@ def train_classify(
         ClassifyConfig.free_rotation, "--free-rotation/--quarter-turns",
         help="Rotate training crops by any angle (borders reflected) on top of flips and quarter turns.",
     ),
+    malignant_weight: float = typer.Option(
+        ClassifyConfig.malignant_weight, "--malignant-weight", min=0.0,
+        help="Add this weight x the binary cross-entropy of the malignant share (mel + bcc + akiec) of "
+             "the softmax to the loss (e.g. 1): trains the screening score, not only the 7 classes.",
+    ),
 ) -> None:
     """Train the lesion classifier (MobileNetV2 or EfficientNet-Lite) on mask-guided lesion crops."""
     from dermedge.train.classify import train_classifier

@@ -402,6 +402,35 @@ def test_label_smoothing_moves_the_loss_minimum_off_the_one_hot_target():
         assert float(plain_loss(target, smoothed)) > float(plain_loss(target, sharp))
 
 
+def test_malignant_term_charges_a_benign_reading_of_a_melanoma_more_than_a_malignant_one():
+    """With --malignant-weight, a melanoma read as bcc (still malignant) costs less than one read
+    as a nevus with the same melanoma probability; the plain 7-way loss cannot tell them apart."""
+    import numpy as np
+
+    from dermedge.train.classify import _loss_and_weights
+    from dermedge.train.tf_env import tensorflow
+
+    tf = tensorflow()
+    classes = ("bcc", "mel", "nv")
+    target = np.array([[0.0, 1.0, 0.0]], np.float32)
+    as_bcc, as_nevus = np.array([[0.6, 0.3, 0.1]], np.float32), np.array([[0.1, 0.3, 0.6]], np.float32)
+    plain, _ = _loss_and_weights(tf, "class-weights", np.array([0, 1, 2]), 3)
+    assert float(plain(target, as_bcc)) == pytest.approx(float(plain(target, as_nevus)))
+    with_term, _ = _loss_and_weights(tf, "class-weights", np.array([0, 1, 2]), 3, malignant=classes,
+                                     malignant_weight=1.0)
+    per_image = lambda prediction: float(np.mean(with_term(target, prediction)))  # noqa: E731
+    assert per_image(as_bcc) < per_image(as_nevus)
+    # the term is the binary cross-entropy of the malignant share: -log(0.9) for the bcc reading
+    assert per_image(as_bcc) == pytest.approx(-np.log(0.3) - np.log(0.9), rel=1e-4)
+
+
+def test_train_classify_refuses_a_malignant_weight_without_a_named_imbalance(ham_dir, tmp_path):
+    result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "run"),
+                                 "--malignant-weight", "1"])
+    assert result.exit_code == 2 and "--malignant-weight" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_classify_refuses_an_unknown_colour_constancy(ham_dir, tmp_path):
     result = runner.invoke(app, ["train", "classify", *_data_args(ham_dir), "--out", str(tmp_path / "run"),
                                  "--imbalance", "class-weights", "--colour-constancy", "retinex"])

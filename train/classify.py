@@ -73,11 +73,34 @@ def read_teacher(folder: Path, train: ArrayData, classes: tuple[str, ...]) -> np
     return probs[[row[i] for i in ours]]
 
 
-def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int, label_smoothing: float = 0.0):
+def _loss_and_weights(tf, strategy: str, targets: np.ndarray, num_classes: int, label_smoothing: float = 0.0,
+                      malignant: tuple[str, ...] | None = None, malignant_weight: float = 0.0):
+    """The loss and Keras class weights of an imbalance strategy; with `malignant_weight`, the
+    cross-entropy gains the malignant term (`malignant` names each column's class)."""
     if strategy == "focal":
         return tf.keras.losses.CategoricalFocalCrossentropy(gamma=2.0, label_smoothing=label_smoothing), None
     weights = inverse_frequency_weights(targets, num_classes) if strategy == "class-weights" else None
+    if malignant_weight:
+        return cross_entropy_with_malignant_term(tf, malignant, malignant_weight, label_smoothing), weights
     return tf.keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), weights
+
+
+def cross_entropy_with_malignant_term(tf, classes: tuple[str, ...], weight: float, label_smoothing: float = 0.0):
+    """Per-image categorical cross-entropy plus `weight` x the binary cross-entropy of the softmax's
+    malignant share (the summed probability of mel, bcc and akiec) against the label's.
+
+    Why: the 7-way loss charges a melanoma read as a basal-cell carcinoma as much as one read as a
+    nevus, while the screening decision (the malignant score) only suffers from the second. The
+    extra term pulls the malignant mass to the right side as a whole, leaving the 7-way head as is."""
+    column = tf.constant([[1.0 if c in MALIGNANT_CLASSES else 0.0] for c in classes], tf.float32)
+
+    def cross_entropy_and_malignant(y_true, y_pred):
+        y_true = tf.cast(y_true, tf.float32)
+        seven_way = tf.keras.losses.categorical_crossentropy(y_true, y_pred, label_smoothing=label_smoothing)
+        malignant = tf.keras.losses.binary_crossentropy(tf.matmul(y_true, column), tf.matmul(y_pred, column))
+        return seven_way + weight * malignant
+
+    return cross_entropy_and_malignant
 
 
 class ValidationScores:
@@ -139,12 +162,15 @@ def compare_imbalance_strategies(tf, model, train: ArrayData, val: ArrayData,
             "results": results, "chosen": chosen}
 
 
-def _fit_phase(tf, model, train: ArrayData, k: int, strategy: str, config: ClassifyConfig,
+def _fit_phase(tf, model, train: ArrayData, classes: tuple[str, ...], strategy: str, config: ClassifyConfig,
                epochs: int, optimizer, callbacks, validation, seed: int,
                soft_targets: np.ndarray | None = None):
     """One `model.fit` under the run's recipe (imbalance, framing, label smoothing, mixup,
-    rotation, all read from `config`); the head and fine-tune phases differ only in the rest."""
-    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, config.label_smoothing)
+    rotation, malignant term, all read from `config`); the head and fine-tune phases differ only in
+    the rest."""
+    k = len(classes)
+    loss, class_weight = _loss_and_weights(tf, strategy, train.targets, k, config.label_smoothing,
+                                           classes, config.malignant_weight)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     steps = math.ceil(len(train.targets) / config.batch_size)
     indices = (balanced_indices(train.targets, steps * config.batch_size * epochs, seed)
@@ -184,6 +210,9 @@ def train_classifier(config: ClassifyConfig) -> dict:
     if config.teachers and config.imbalance in ("auto", "focal"):
         raise DermedgeError("--teacher: name --imbalance class-weights, balanced-sampling or none "
                             "(the comparison and the focal loss take one-hot labels)")
+    if config.malignant_weight < 0 or (config.malignant_weight and config.imbalance in ("auto", "focal")):
+        raise DermedgeError("--malignant-weight: a weight >= 0, with --imbalance class-weights, "
+                            "balanced-sampling or none (it extends the cross-entropy)")
     if not 0 <= config.average_last <= config.epochs:
         raise DermedgeError(f"--average-last must be between 0 and --epochs ({config.epochs}), "
                             f"got {config.average_last}")
@@ -252,7 +281,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
         head_history = {}
         if config.head_epochs > 0:
             model.get_layer("backbone").trainable = False
-            head_history = _fit_phase(tf, model, train, k, imbalance, config, config.head_epochs,
+            head_history = _fit_phase(tf, model, train, classes, imbalance, config, config.head_epochs,
                                       tf.keras.optimizers.Adam(config.head_learning_rate), [scores],
                                       validation, config.seed, soft_targets).history
         model.get_layer("backbone").trainable = True
@@ -270,7 +299,7 @@ def train_classifier(config: ClassifyConfig) -> dict:
         # again with the same --out. The tail average's running sum is not kept across an
         # interruption (it then averages the epochs after the restart); EarlyStopping's best is.
         resume = resumable_fit_callbacks(tf, out / "backup", [] if config.average_last else [keep])
-        _fit_phase(tf, model, train, k, imbalance, config, config.epochs,
+        _fit_phase(tf, model, train, classes, imbalance, config, config.epochs,
                    tf.keras.optimizers.Adam(schedule), [scores, keep, *resume],
                    validation, config.seed + 1, soft_targets)
         tune_history = resume[-1].history  # every fine-tune epoch, those before an interruption too

@@ -77,4 +77,5 @@ class ClassifyConfig:
     label_smoothing: float = 0.0  # share of each one-hot target spread evenly over the classes
     mixup: float = 0.0  # >0: blend training images and targets pairwise, lambda ~ Beta(mixup, mixup)
     free_rotation: bool = False  # rotate training crops by any angle, not only quarter turns
+    malignant_weight: float = 0.0  # >0: add this x the binary cross-entropy of the malignant share
     verbose: int = 2
