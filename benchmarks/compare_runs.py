@@ -21,7 +21,7 @@ import numpy as np
 from dermedge.metrics import (BOOTSTRAP_RESAMPLES, bootstrap_balanced_accuracy, bootstrap_picks,
                               classification_metrics, interval95)
 from edge_runtime.labels import MALIGNANT_CLASSES
-from report_json import paired_comparison_main  # benchmarks/, beside this script
+from report_json import paired_comparison_main, paired_figures_markdown  # benchmarks/, beside this script
 
 
 def load_predictions(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,12 +78,7 @@ def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTST
 
 
 def markdown(report: dict) -> str:
-    lines = [f"{report['split']} split, {report['n']} images, paired bootstrap ({report['resamples']} resamples); "
-             f"top-1 agreement {report['top1_agreement']:.3f}", "",
-             "| figure | baseline | candidate | Δ | Δ 95% CI |", "|---|---:|---:|---:|---:|"]
-    for name, f in report["figures"].items():
-        lines.append(f"| {name} | {f['baseline']:.4f} | {f['candidate']:.4f} | {f['delta']:+.4f} | "
-                     f"[{f['delta_ci95'][0]:+.4f}, {f['delta_ci95'][1]:+.4f}] |")
+    lines = paired_figures_markdown(report, f"top-1 agreement {report['top1_agreement']:.3f}")
     classes = list(report["recall"]["baseline"])
     lines += ["", "| recall | " + " | ".join(f"{c} ({report['support'][c]})" for c in classes) + " |",
               "|---|" + "---:|" * len(classes)]

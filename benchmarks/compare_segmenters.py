@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dermedge.metrics import BOOTSTRAP_RESAMPLES, bootstrap_picks, interval95, mask_summary
-from report_json import paired_comparison_main  # benchmarks/, beside this script
+from report_json import paired_comparison_main, paired_figures_markdown  # benchmarks/, beside this script
 
 
 NAMES = ("dice", "dice_worst_decile", "thresholded_jaccard")
@@ -64,13 +64,8 @@ def compare(baseline: Path, candidate: Path, split: str, resamples: int = BOOTST
 
 
 def markdown(report: dict) -> str:
-    lines = [f"{report['split']} split, {report['n']} images, paired bootstrap ({report['resamples']} resamples); "
-             f"candidate better on {report['images_better']} images, worse on {report['images_worse']}", "",
-             "| figure | baseline | candidate | Δ | Δ 95% CI |", "|---|---:|---:|---:|---:|"]
-    for name, f in report["figures"].items():
-        lines.append(f"| {name} | {f['baseline']:.4f} | {f['candidate']:.4f} | {f['delta']:+.4f} | "
-                     f"[{f['delta_ci95'][0]:+.4f}, {f['delta_ci95'][1]:+.4f}] |")
-    return "\n".join(lines)
+    return "\n".join(paired_figures_markdown(
+        report, f"candidate better on {report['images_better']} images, worse on {report['images_worse']}"))
 
 
 def main() -> None:

@@ -71,6 +71,17 @@ class RunCrops:
         return self.crops([self.splits["train"][i] for i in self.train_order[start:stop]])
 
 
+def paired_figures_markdown(report: dict, headline: str) -> list[str]:
+    """The markdown lines every paired comparison starts with: its headline (split, images,
+    resamples, then `headline`) and one row per figure with its delta and interval."""
+    lines = [f"{report['split']} split, {report['n']} images, paired bootstrap ({report['resamples']} resamples); "
+             f"{headline}", "", "| figure | baseline | candidate | Δ | Δ 95% CI |", "|---|---:|---:|---:|---:|"]
+    for name, f in report["figures"].items():
+        lines.append(f"| {name} | {f['baseline']:.4f} | {f['candidate']:.4f} | {f['delta']:+.4f} | "
+                     f"[{f['delta_ci95'][0]:+.4f}, {f['delta_ci95'][1]:+.4f}] |")
+    return lines
+
+
 def bundle_split_parser(description: str, variant: str) -> argparse.ArgumentParser:
     """--bundle (repeatable), --variant, --data, --labels, --split and --json, with the defaults
     every comparison script uses (the shipped bundle, the reference split's validation images)."""
